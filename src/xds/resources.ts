@@ -1,0 +1,120 @@
+/**
+ * The xDS resources the data plane consumes, as proto3 JSON with the protos' own (snake_case) field names — the
+ * same shape `waypost translate` prints and an xDS server sends (decoded). Only the fields Waypost reads are typed;
+ * unknown fields are ignored, as an Envoy would.
+ *
+ * Listener / Cluster / ClusterLoadAssignment are Envoy v3. A MetaProtocol listener's network filter carries
+ * Aeraki's `aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy`, and its routes come as Aeraki's
+ * `aeraki.meta_protocol_proxy.config.route.v1alpha.RouteConfiguration` — the RDS type Aeraki's control plane really
+ * sends (see docs/decisions.md), extended with Waypost's route policy fields.
+ */
+
+export const TYPE_LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+export const TYPE_CLUSTER = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+export const TYPE_ENDPOINTS = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
+export const TYPE_META_ROUTE = 'type.googleapis.com/aeraki.meta_protocol_proxy.config.route.v1alpha.RouteConfiguration';
+export const TYPE_META_PROTOCOL_PROXY = 'type.googleapis.com/aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy';
+export const FILTER_META_PROTOCOL_PROXY = 'envoy.filters.network.meta_protocol_proxy';
+export const META_FILTER_ROUTER = 'aeraki.meta_protocol.filters.router';
+
+export interface SocketAddress {
+  socket_address: { address: string; port_value: number; protocol?: 'TCP' };
+}
+
+/** Envoy `google.protobuf.Duration` in JSON: `"1.5s"`. */
+export type DurationJson = string;
+
+export interface MetaProtocolProxyConfig {
+  '@type': typeof TYPE_META_PROTOCOL_PROXY;
+  stat_prefix: string;
+  rds?: { config_source: { ads?: Record<string, never>; resource_api_version?: 'V3' }; route_config_name: string };
+  route_config?: MetaRouteConfiguration;
+  protocol: { name: string; codec: { name: string }; multiplexing?: boolean };
+  meta_protocol_filters?: Array<{ name: string; config?: unknown }>;
+  idle_timeout?: DurationJson;
+}
+
+export interface NetworkFilter {
+  name: string;
+  typed_config: MetaProtocolProxyConfig | { '@type': string; [k: string]: unknown };
+}
+
+export interface Listener {
+  '@type'?: typeof TYPE_LISTENER;
+  name: string;
+  address: SocketAddress;
+  filter_chains: Array<{ filters: NetworkFilter[] }>;
+}
+
+export interface Cluster {
+  '@type'?: typeof TYPE_CLUSTER;
+  name: string;
+  type?: 'EDS' | 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS';
+  eds_cluster_config?: { eds_config?: { ads?: Record<string, never>; resource_api_version?: 'V3' }; service_name?: string };
+  connect_timeout?: DurationJson;
+  lb_policy?: 'ROUND_ROBIN' | 'RANDOM' | 'LEAST_REQUEST' | 'RING_HASH' | 'MAGLEV';
+  /** Inline endpoints (STATIC / DNS clusters). */
+  load_assignment?: ClusterLoadAssignment;
+}
+
+export interface LbEndpoint {
+  endpoint: { address: SocketAddress };
+  /** Istio puts endpoint labels under `filter_metadata.istio.labels` (we also read `envoy.lb`). */
+  metadata?: { filter_metadata?: Record<string, Record<string, unknown>> };
+  load_balancing_weight?: number;
+  health_status?: 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'DRAINING' | 'TIMEOUT' | 'DEGRADED';
+}
+
+export interface ClusterLoadAssignment {
+  '@type'?: typeof TYPE_ENDPOINTS;
+  cluster_name: string;
+  endpoints: Array<{ lb_endpoints: LbEndpoint[]; locality?: Record<string, string> }>;
+}
+
+/** Envoy v3 `config.route.v3.HeaderMatcher`, as Aeraki uses it for metadata matching. */
+export interface HeaderMatcher {
+  name: string;
+  string_match?: { exact?: string; prefix?: string; suffix?: string; safe_regex?: { regex: string }; ignore_case?: boolean };
+  /** Older spellings Aeraki's control plane still emits. */
+  exact_match?: string;
+  prefix_match?: string;
+  safe_regex_match?: { regex: string };
+  present_match?: boolean;
+  invert_match?: boolean;
+}
+
+export interface WeightedClusters {
+  clusters: Array<{ name: string; weight: number }>;
+  total_weight?: number;
+}
+
+export interface MetaRoute {
+  name: string;
+  match?: { metadata?: HeaderMatcher[] };
+  route: {
+    cluster?: string;
+    weighted_clusters?: WeightedClusters;
+    hash_policy?: string[];
+    request_mirror_policies?: Array<{
+      cluster: string;
+      runtime_fraction?: { default_value?: { numerator: number; denominator?: 'HUNDRED' | 'TEN_THOUSAND' | 'MILLION' } };
+    }>;
+  };
+  request_mutation?: Array<{ key: string; value: string }>;
+  response_mutation?: Array<{ key: string; value: string }>;
+}
+
+export interface MetaRouteConfiguration {
+  '@type'?: typeof TYPE_META_ROUTE;
+  name: string;
+  routes: MetaRoute[];
+}
+
+/** Everything the data plane needs, as an xDS server's four resource types. */
+export interface ResourceSnapshot {
+  version: string;
+  listeners: Listener[];
+  clusters: Cluster[];
+  endpoints: ClusterLoadAssignment[];
+  routes: MetaRouteConfiguration[];
+}
