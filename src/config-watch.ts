@@ -1,0 +1,66 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * Watches config paths (files or directories, recursively) and calls `onChange` when any file under them is
+ * added, removed or rewritten. It polls metadata rather than using fs.watch: editors and `kubectl cp`-style tools
+ * replace files by rename, which fs.watch on a file loses, and a poll of a few stat calls is cheap and predictable.
+ */
+export class ConfigWatcher {
+  private timer: NodeJS.Timeout | undefined;
+  private last = '';
+  private busy = false;
+
+  constructor(
+    private readonly paths: readonly string[],
+    private readonly onChange: () => Promise<void> | void,
+    private readonly intervalMs = 250,
+  ) {}
+
+  async start(): Promise<void> {
+    this.last = await this.signature();
+    this.timer = setInterval(() => void this.check(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private async check(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const sig = await this.signature();
+      if (sig !== this.last) {
+        this.last = sig;
+        await this.onChange();
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async signature(): Promise<string> {
+    const parts: string[] = [];
+    for (const p of this.paths) await collect(p, parts);
+    return parts.join('\n');
+  }
+}
+
+async function collect(path: string, out: string[]): Promise<void> {
+  let s;
+  try {
+    s = await stat(path);
+  } catch {
+    out.push(`${path} missing`);
+    return;
+  }
+  if (s.isDirectory()) {
+    const names = (await readdir(path).catch(() => [] as string[])).sort();
+    for (const n of names) if (!n.startsWith('.')) await collect(join(path, n), out);
+  } else {
+    out.push(`${path} ${s.mtimeMs} ${s.size}`);
+  }
+}

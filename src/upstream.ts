@@ -1,0 +1,238 @@
+import net from 'node:net';
+import { CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
+import { log } from './log.js';
+import { Outbox } from './outbox.js';
+
+/**
+ * Upstream connections. One connection (a client, in undici's terms) carries requests from many downstream
+ * connections: for id-multiplexed protocols each request gets a fresh upstream id and the response is matched back
+ * by it; for FIFO protocols responses are matched by order. A pool holds a few connections to one endpoint.
+ */
+
+/** A request as the upstream side sees it: the frame to send and where its answer goes. */
+export interface UpstreamRequest {
+  readonly frame: Frame;
+  /** The session that decoded `frame` (it encodes it, with the new id). */
+  readonly session: CodecSession;
+  readonly mutation: readonly KeyValue[] | undefined;
+  /** Whether an answer is expected (false for oneway). */
+  readonly expectsResponse: boolean;
+  onResponse(frame: Frame, session: CodecSession): void;
+  onFailure(kind: LocalReplyKind, message: string): void;
+}
+
+export interface PoolHooks {
+  /** A malformed upstream frame closed a connection. */
+  onDecodeError(err: CodecError): void;
+  onConnectionOpen(): void;
+  onConnectionClose(): void;
+}
+
+export interface PoolOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly codec: CodecFactory;
+  readonly maxFrameSize: number;
+  readonly connectTimeoutMs: number;
+  /** Connections to keep to this endpoint; requests spread over them. */
+  readonly connections: number;
+  /** For messages: which cluster this pool serves. */
+  readonly cluster: string;
+  readonly hooks: PoolHooks;
+}
+
+/** Ids stay in the positive int32 range so that every protocol (Thrift seqids are i32) can carry them. */
+const MAX_ID = 0x7fffffff;
+
+export class UpstreamConnection {
+  private readonly socket: net.Socket;
+  private readonly session: CodecSession;
+  private readonly outbox: Outbox;
+  private state: 'connecting' | 'open' | 'closed' = 'connecting';
+  /** Requests written before the socket connected (net.Socket buffers them; we only track them). */
+  private readonly byId = new Map<number, UpstreamRequest>();
+  /** FIFO protocols: answers come back in order. */
+  private readonly fifo: UpstreamRequest[] = [];
+  private fifoHead = 0;
+  private nextId = 1;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private readonly onFrameBound = (f: Frame): void => this.onFrame(f);
+
+  constructor(private readonly opts: PoolOptions, private readonly onClosed: (c: UpstreamConnection) => void) {
+    this.session = opts.codec.create({ maxFrameSize: opts.maxFrameSize, side: 'upstream' });
+    this.socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    this.outbox = new Outbox(this.socket);
+    this.connectTimer = setTimeout(() => {
+      this.fail('no_healthy_upstream', `connect timeout after ${opts.connectTimeoutMs} ms to ${this.describe()}`);
+    }, opts.connectTimeoutMs);
+    this.socket.once('connect', () => {
+      clearTimeout(this.connectTimer);
+      this.connectTimer = undefined;
+      if (this.state !== 'connecting') return;
+      this.state = 'open';
+      opts.hooks.onConnectionOpen();
+    });
+    this.socket.on('data', (chunk: Buffer) => {
+      try {
+        this.session.decode(chunk, this.onFrameBound);
+      } catch (err) {
+        if (!(err instanceof CodecError)) throw err;
+        opts.hooks.onDecodeError(err);
+        log.warn('malformed upstream frame, closing upstream connection', {
+          cluster: opts.cluster,
+          upstream: `${opts.host}:${opts.port}`,
+          reason: err.reason,
+          error: err.message,
+        });
+        this.fail('bad_response', `malformed response from ${this.describe()}: ${err.message}`);
+      }
+    });
+    this.socket.on('error', (err: NodeJS.ErrnoException) => {
+      const connecting = this.state === 'connecting';
+      this.fail(
+        connecting ? 'no_healthy_upstream' : 'upstream_reset',
+        `${connecting ? 'connect failure' : 'upstream reset'} (${err.code ?? err.message}) to ${this.describe()}`,
+      );
+    });
+    this.socket.on('close', () => this.fail('upstream_reset', `upstream connection closed by ${this.describe()}`));
+  }
+
+  get pending(): number {
+    return this.byId.size + (this.fifo.length - this.fifoHead);
+  }
+
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  send(req: UpstreamRequest): void {
+    if (this.opts.codec.multiplexing === 'id') {
+      let bytes: Buffer;
+      if (req.expectsResponse) {
+        const id = this.allocateId();
+        this.byId.set(id, req);
+        bytes = req.session.encode(req.frame, { requestId: id, mutation: req.mutation });
+      } else {
+        // A oneway call gets no answer; its id needs no translation.
+        bytes = req.session.encode(req.frame, req.mutation ? { mutation: req.mutation } : undefined);
+      }
+      this.outbox.write(bytes);
+    } else {
+      if (req.expectsResponse) this.fifo.push(req);
+      this.outbox.write(req.session.encode(req.frame, req.mutation ? { mutation: req.mutation } : undefined));
+    }
+  }
+
+  /** Withdraws a request whose downstream went away or timed out: its answer, if any, is dropped. */
+  forget(req: UpstreamRequest): void {
+    for (const [id, r] of this.byId) {
+      if (r === req) {
+        this.byId.delete(id);
+        return;
+      }
+    }
+  }
+
+  close(): void {
+    this.fail('upstream_reset', `upstream connection to ${this.describe()} closed by the proxy`);
+  }
+
+  private allocateId(): number {
+    let id = this.nextId;
+    // Wrapping skips ids still waiting for answers.
+    while (this.byId.has(id)) id = id >= MAX_ID ? 1 : id + 1;
+    this.nextId = id >= MAX_ID ? 1 : id + 1;
+    return id;
+  }
+
+  private onFrame(frame: Frame): void {
+    if (frame.type === 'heartbeat') {
+      const reply = frame.expectsReply ? this.session.heartbeatReply(frame) : undefined;
+      if (reply) this.outbox.write(reply);
+      return;
+    }
+    if (frame.type === 'request' || frame.type === 'oneway') {
+      log.debug('ignoring a request sent by an upstream', { cluster: this.opts.cluster });
+      return;
+    }
+    let req: UpstreamRequest | undefined;
+    if (this.opts.codec.multiplexing === 'id') {
+      const id = Number(frame.requestId);
+      req = this.byId.get(id);
+      if (req) this.byId.delete(id);
+    } else if (this.fifoHead < this.fifo.length) {
+      req = this.fifo[this.fifoHead];
+      this.fifo[this.fifoHead++] = undefined as unknown as UpstreamRequest;
+      if (this.fifoHead > 1024 && this.fifoHead * 2 > this.fifo.length) {
+        this.fifo.splice(0, this.fifoHead);
+        this.fifoHead = 0;
+      }
+    }
+    if (!req) {
+      log.debug('dropping an upstream response nobody waits for', { cluster: this.opts.cluster, id: String(frame.requestId) });
+      return;
+    }
+    req.onResponse(frame, this.session);
+  }
+
+  private fail(kind: LocalReplyKind, message: string): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.socket.destroy();
+    if (wasOpen) this.opts.hooks.onConnectionClose();
+    this.onClosed(this);
+    const waiting = [...this.byId.values(), ...this.fifo.slice(this.fifoHead)];
+    this.byId.clear();
+    this.fifo.length = 0;
+    this.fifoHead = 0;
+    for (const req of waiting) req.onFailure(kind, message);
+  }
+
+  private describe(): string {
+    return `cluster ${this.opts.cluster} endpoint ${this.opts.host}:${this.opts.port}`;
+  }
+}
+
+/** The connections to one endpoint for one codec. */
+export class EndpointPool {
+  private readonly conns: UpstreamConnection[] = [];
+  private rr = 0;
+  private readonly onClosedBound = (c: UpstreamConnection): void => this.removeConn(c);
+
+  constructor(readonly opts: PoolOptions) {}
+
+  get active(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.pending;
+    return n;
+  }
+
+  get connectionCount(): number {
+    return this.conns.length;
+  }
+
+  /** Sends on one of the pool's connections, opening one while below the target count. */
+  send(req: UpstreamRequest): UpstreamConnection {
+    let conn: UpstreamConnection;
+    if (this.conns.length < Math.max(1, this.opts.connections)) {
+      conn = new UpstreamConnection(this.opts, this.onClosedBound);
+      this.conns.push(conn);
+    } else {
+      conn = this.conns[this.rr++ % this.conns.length]!;
+    }
+    conn.send(req);
+    return conn;
+  }
+
+  close(): void {
+    for (const c of [...this.conns]) c.close();
+    this.conns.length = 0;
+  }
+
+  private removeConn(c: UpstreamConnection): void {
+    const i = this.conns.indexOf(c);
+    if (i >= 0) this.conns.splice(i, 1);
+  }
+}
