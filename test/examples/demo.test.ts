@@ -1,6 +1,6 @@
 /**
  * The demo and the bench harness, end to end through the built proxy (`dist/src/cli.js`, run as a child process on
- * free ports). Skipped when the CLI has not been built.
+ * free ports). `npm test` builds first.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
