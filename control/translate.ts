@@ -1,0 +1,90 @@
+/**
+ * Validated documents → the xDS resources the data plane runs on. Per ServiceEntry MetaProtocol port and per bind
+ * address (each of `addresses`, or the `bind` option): a Listener `<address>_<port>` whose MetaProtocolProxy filter
+ * takes its routes over RDS from RouteConfiguration `<host>_<port>` (and runs the MetaRouter's localRateLimit, if
+ * any, as Aeraki's local_ratelimit meta_protocol filter before the router); per port, that RouteConfiguration; and the
+ * service's clusters and endpoints (clusters.ts). Resources come in document order; the version is a hash of them.
+ *
+ * `translate` assumes `validateDocuments` found no errors; on invalid input it may throw.
+ */
+
+import {
+  FILTER_META_PROTOCOL_PROXY,
+  META_FILTER_ROUTER,
+  TYPE_LISTENER,
+  TYPE_META_PROTOCOL_PROXY,
+  type ClusterLoadAssignment,
+  type Listener,
+  type MetaProtocolProxyConfig,
+} from '../src/xds/resources.js';
+import { buildServiceClusters, clusterName } from './clusters.js';
+import { bindAddresses, ConfigModel, DEFAULT_BIND, type MetaPort, type Service } from './model.js';
+import { buildRouteConfiguration, localRateLimitConfig, routeConfigName } from './routes.js';
+import type { CrdDocument } from './types.js';
+import { contentVersion } from './version.js';
+import { META_FILTER_LOCAL_RATELIMIT, type WaypostCluster, type WaypostRouteConfiguration, type WaypostSnapshot } from './xds-ext.js';
+
+export interface TranslateOptions {
+  /** Address listeners bind when a ServiceEntry has no `addresses` (default 127.0.0.1). */
+  bind?: string;
+  /** Accepted for symmetry with validation; translation does not check codecs. */
+  knownCodecs?: string[];
+}
+
+export function translate(docs: readonly CrdDocument[], options: TranslateOptions = {}): WaypostSnapshot {
+  const bind = options.bind ?? DEFAULT_BIND;
+  const model = new ConfigModel(docs);
+  const listeners: Listener[] = [];
+  const clusters: WaypostCluster[] = [];
+  const endpoints: ClusterLoadAssignment[] = [];
+  const routes: WaypostRouteConfiguration[] = [];
+  for (const svc of model.services.values()) {
+    if (svc.metaPorts.length === 0) continue;
+    const addresses = bindAddresses(svc.spec, bind);
+    const limit = model.metaRouters.get(svc.host)?.spec.localRateLimit;
+    const filters: MetaFilter[] = [];
+    if (limit) filters.push({ name: META_FILTER_LOCAL_RATELIMIT, config: localRateLimitConfig(svc.host, limit) });
+    filters.push({ name: META_FILTER_ROUTER });
+    for (const port of svc.metaPorts) {
+      const codec = model.codecs.get(port.protocol);
+      if (!codec) throw new Error(`translate: no codec for protocol "${port.protocol}" (validate the documents first)`);
+      for (const address of addresses) listeners.push(buildListener(svc, port, address, codec.codec, filters));
+      routes.push(buildRouteConfiguration(model, svc, port));
+    }
+    const built = buildServiceClusters(svc, model.destinationRules.get(svc.host)?.spec);
+    clusters.push(...built.clusters);
+    endpoints.push(...built.endpoints);
+  }
+  const resources = { listeners, clusters, endpoints, routes };
+  return { version: contentVersion(resources), ...resources };
+}
+
+type MetaFilter = NonNullable<MetaProtocolProxyConfig['meta_protocol_filters']>[number];
+
+/** `filters`: the meta_protocol filters, router last (a MetaRouter's local rate limit goes before it, as in Aeraki). */
+function buildListener(svc: Service, port: MetaPort, address: string, codec: string, filters: MetaFilter[]): Listener {
+  return {
+    '@type': TYPE_LISTENER,
+    name: `${address}_${port.number}`,
+    address: { socket_address: { address, port_value: port.number } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: FILTER_META_PROTOCOL_PROXY,
+            typed_config: {
+              '@type': TYPE_META_PROTOCOL_PROXY,
+              stat_prefix: clusterName(port.number, undefined, svc.host),
+              rds: {
+                config_source: { ads: {}, resource_api_version: 'V3' },
+                route_config_name: routeConfigName(svc.host, port.number),
+              },
+              protocol: { name: port.protocol, codec: { name: codec } },
+              meta_protocol_filters: filters.map((f) => ({ ...f })),
+            },
+          },
+        ],
+      },
+    ],
+  };
+}

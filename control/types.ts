@@ -1,0 +1,217 @@
+/**
+ * The CRDs Waypost reads, as TypeScript types of their `spec` (field names and meanings are Istio's and Aeraki's;
+ * only the fields Waypost uses are typed). A loaded document's `spec` is `unknown` until `validateDocuments`
+ * accepts it; the translator then reads it through these types.
+ */
+
+/** One resource from a YAML/JSON file. */
+export interface CrdDocument {
+  /** The file as given (or joined to the directory it was found under). */
+  file: string;
+  /** 0-based position of the document in its file; empty documents count but are not returned. */
+  index: number;
+  apiVersion: string;
+  kind: string;
+  /** `metadata.name` ('' when missing: validation reports it). */
+  name: string;
+  /** `metadata.namespace`, when given. */
+  namespace?: string;
+  spec: unknown;
+}
+
+export const KIND_SERVICE_ENTRY = 'ServiceEntry';
+export const KIND_DESTINATION_RULE = 'DestinationRule';
+export const KIND_META_ROUTER = 'MetaRouter';
+export const KIND_APPLICATION_PROTOCOL = 'ApplicationProtocol';
+
+const ISTIO_NETWORKING = ['networking.istio.io/v1alpha3', 'networking.istio.io/v1beta1', 'networking.istio.io/v1'];
+const AERAKI_METAPROTOCOL = ['metaprotocol.aeraki.io/v1alpha1'];
+
+/** The kinds Waypost translates, with the apiVersions each accepts. */
+export const TRANSLATED_KINDS: Readonly<Record<string, readonly string[]>> = {
+  [KIND_SERVICE_ENTRY]: ISTIO_NETWORKING,
+  [KIND_DESTINATION_RULE]: ISTIO_NETWORKING,
+  [KIND_META_ROUTER]: AERAKI_METAPROTOCOL,
+  [KIND_APPLICATION_PROTOCOL]: AERAKI_METAPROTOCOL,
+};
+
+/** Kinds Istio/Aeraki users have that Waypost loads but does not translate yet. */
+export const UNTRANSLATED_KINDS: readonly string[] = [
+  'VirtualService',
+  'RedisService',
+  'RedisDestination',
+  'DubboAuthorizationPolicy',
+];
+
+// ---- networking.istio.io ServiceEntry ----
+
+export type Resolution = 'NONE' | 'STATIC' | 'DNS' | 'DNS_ROUND_ROBIN';
+export const RESOLUTIONS: readonly Resolution[] = ['NONE', 'STATIC', 'DNS', 'DNS_ROUND_ROBIN'];
+
+export interface ServicePort {
+  number: number;
+  name: string;
+  protocol?: string;
+  targetPort?: number;
+}
+
+export interface WorkloadEntry {
+  address: string;
+  ports?: Record<string, number>;
+  labels?: Record<string, string>;
+  weight?: number;
+  locality?: string;
+  network?: string;
+}
+
+export interface ServiceEntrySpec {
+  hosts: string[];
+  addresses?: string[];
+  ports: ServicePort[];
+  location?: string;
+  resolution?: Resolution;
+  endpoints?: WorkloadEntry[];
+  workloadSelector?: { labels?: Record<string, string> };
+  exportTo?: string[];
+}
+
+// ---- networking.istio.io DestinationRule ----
+
+export type SimpleLb = 'UNSPECIFIED' | 'ROUND_ROBIN' | 'RANDOM' | 'LEAST_REQUEST' | 'LEAST_CONN' | 'PASSTHROUGH';
+/** Values Waypost accepts for `loadBalancer.simple` (LEAST_CONN is Istio's deprecated name for LEAST_REQUEST). */
+export const SIMPLE_LBS: readonly SimpleLb[] = ['UNSPECIFIED', 'ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST', 'LEAST_CONN'];
+
+export interface LoadBalancerSettings {
+  simple?: SimpleLb;
+  consistentHash?: { httpHeaderName?: string; [other: string]: unknown };
+}
+
+export interface ConnectionPoolSettings {
+  tcp?: { maxConnections?: number; connectTimeout?: string };
+  http?: Record<string, unknown>;
+}
+
+export interface OutlierDetection {
+  consecutiveErrors?: number;
+  consecutive5xxErrors?: number;
+  consecutiveGatewayErrors?: number;
+  interval?: string;
+  baseEjectionTime?: string;
+  maxEjectionPercent?: number;
+  minHealthPercent?: number;
+}
+
+export interface TrafficPolicy {
+  loadBalancer?: LoadBalancerSettings;
+  connectionPool?: ConnectionPoolSettings;
+  outlierDetection?: OutlierDetection;
+}
+
+export interface Subset {
+  name: string;
+  labels?: Record<string, string>;
+  trafficPolicy?: TrafficPolicy;
+}
+
+export interface DestinationRuleSpec {
+  host: string;
+  trafficPolicy?: TrafficPolicy;
+  subsets?: Subset[];
+  exportTo?: string[];
+}
+
+// ---- metaprotocol.aeraki.io MetaRouter ----
+
+/** Aeraki's StringMatch: at most one of exact / prefix / regex; none means "the attribute is present". */
+export interface StringMatch {
+  exact?: string;
+  prefix?: string;
+  regex?: string;
+}
+
+export interface MetaRouteMatch {
+  attributes?: Record<string, StringMatch>;
+}
+
+export interface Destination {
+  host: string;
+  subset?: string;
+  port?: { number?: number };
+}
+
+export interface MetaRouteDestination {
+  destination: Destination;
+  weight?: number;
+}
+
+export interface KeyValue {
+  key: string;
+  value: string;
+}
+
+export interface Percent {
+  value?: number;
+}
+
+/** Waypost's route policy, on a MetaRouter route next to Aeraki's fields. */
+export interface RetryPolicy {
+  attempts?: number;
+  perTryTimeout?: string;
+  /** Comma list of {@link RETRY_ON}. */
+  retryOn?: string;
+}
+
+export const RETRY_ON: readonly string[] = ['connect-failure', 'reset', 'unavailable', 'timeout', 'error'];
+
+export interface FaultInjection {
+  delay?: { fixedDelay?: string; percentage?: Percent };
+  abort?: { percentage?: Percent; errorCode?: number | string; message?: string };
+}
+
+export interface MetaRoute {
+  name?: string;
+  match?: MetaRouteMatch;
+  route: MetaRouteDestination[];
+  mirror?: Destination;
+  mirrorPercentage?: Percent;
+  requestMutation?: KeyValue[];
+  responseMutation?: KeyValue[];
+  timeout?: string;
+  retries?: RetryPolicy;
+  fault?: FaultInjection;
+}
+
+export interface TokenBucket {
+  maxTokens?: number;
+  tokensPerFill?: number;
+  fillInterval?: string;
+}
+
+export interface LocalRateLimit {
+  tokenBucket?: TokenBucket;
+  conditions?: Array<{ match?: MetaRouteMatch; tokenBucket?: TokenBucket }>;
+}
+
+export interface GlobalRateLimit {
+  match?: MetaRouteMatch;
+  domain?: string;
+  rateLimitService?: string;
+  requestTimeout?: string;
+  denyOnFail?: boolean;
+  descriptors?: Array<{ property?: string; descriptorKey?: string }>;
+}
+
+export interface MetaRouterSpec {
+  hosts: string[];
+  routes?: MetaRoute[];
+  localRateLimit?: LocalRateLimit;
+  globalRateLimit?: GlobalRateLimit;
+  exportTo?: string[];
+}
+
+// ---- metaprotocol.aeraki.io ApplicationProtocol ----
+
+export interface ApplicationProtocolSpec {
+  protocol: string;
+  codec: string;
+}
