@@ -101,12 +101,14 @@ export interface CodecSession {
    */
   decode(chunk: Buffer, sink: (frame: Frame) => void): void;
   /**
-   * The bytes to send for `frame`. Without an edit this is `frame.raw` itself; a request id is patched in place;
-   * a mutation re-encodes only the headers/attachments section.
+   * The bytes to send for `frame`. Without an edit this is `frame.raw` itself; a request id may be patched into
+   * `frame.raw` in place (so `raw` no longer holds the original id afterwards — `frame.requestId` does); a mutation
+   * re-encodes only the headers/attachments section.
    */
   encode(frame: Frame, edit?: FrameEdit): Buffer;
   /**
-   * The protocol-native error reply to `request`, or undefined where the protocol sends none (a oneway call).
+   * The protocol-native error reply to `request`, or undefined where the protocol sends none (a oneway call). It
+   * answers with `request.requestId`, never with id bytes read back from `request.raw` (see `encode`).
    */
   localReply(request: Frame, reply: LocalReply): Buffer | undefined;
   /** The answer to a heartbeat that expects one (answered by the proxy itself, never forwarded). */

@@ -131,31 +131,31 @@ export function localReplyStatus(reply: LocalReply): number {
 }
 
 /**
- * A response header + body: flags = hessian2 (plus `extraFlags`), `status`, the request id bytes copied from
- * `request` (so a 64-bit id comes back exactly as it was sent), and `body`.
+ * A response header + body: flags = hessian2 (plus `extraFlags`), `status`, the request's id as decoded (not read
+ * back from its bytes, which the proxy may have patched with an upstream id), and `body`.
  */
-export function buildResponse(request: Buffer, extraFlags: number, status: number, body: Buffer): Buffer {
+export function buildResponse(id: RequestId, extraFlags: number, status: number, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(HEADER_LENGTH + body.length);
   out[0] = MAGIC_HIGH;
   out[1] = MAGIC_LOW;
   out[2] = SERIALIZATION_HESSIAN2 | extraFlags;
   out[3] = status;
-  request.copy(out, 4, 4, 12);
+  writeRequestId(out, 0, id);
   out.writeUInt32BE(body.length, 12);
   body.copy(out, HEADER_LENGTH);
   return out;
 }
 
 /** A non-OK response whose body is the message as a hessian2 string (what Java providers send). */
-export function buildErrorResponse(request: Buffer, status: number, message: string): Buffer {
-  return buildResponse(request, 0, status, encodeHessianString(message));
+export function buildErrorResponse(id: RequestId, status: number, message: string): Buffer {
+  return buildResponse(id, 0, status, encodeHessianString(message));
 }
 
 const NULL_BODY = Buffer.from([HESSIAN_NULL]);
 
 /** The answer to a two-way heartbeat: an OK event response with the same id and a null body. */
-export function buildHeartbeatReply(request: Buffer): Buffer {
-  return buildResponse(request, FLAG_EVENT, Status.OK, NULL_BODY);
+export function buildHeartbeatReply(id: RequestId): Buffer {
+  return buildResponse(id, FLAG_EVENT, Status.OK, NULL_BODY);
 }
 
 function hex2(b: number | undefined): string {

@@ -325,12 +325,12 @@ class DubboSession implements CodecSession {
     const flags = request.raw[2];
     // Only a two-way request has someone waiting for an answer.
     if ((flags & FLAG_REQUEST) === 0 || (flags & FLAG_TWOWAY) === 0) return undefined;
-    return buildErrorResponse(request.raw, localReplyStatus(reply), reply.message);
+    return buildErrorResponse(request.requestId, localReplyStatus(reply), reply.message);
   }
 
   heartbeatReply(heartbeat: Frame): Buffer | undefined {
     if (heartbeat.type !== 'heartbeat' || heartbeat.expectsReply !== true) return undefined;
-    return buildHeartbeatReply(heartbeat.raw);
+    return buildHeartbeatReply(heartbeat.requestId);
   }
 }
 

@@ -984,6 +984,16 @@ describe('encode', () => {
 });
 
 describe('local replies', () => {
+  it('answers with the id the client sent even after encode patched an upstream id into the frame', () => {
+    const s = session();
+    const f = one(dubboRequest({ id: 77 }));
+    s.encode(f, { requestId: 3 });
+    expect(f.raw.readBigUInt64BE(4)).toBe(3n);
+    const reply = s.localReply(f, { kind: 'upstream_reset', message: 'reset' })!;
+    expect(reply.readBigUInt64BE(4)).toBe(77n);
+    expect(reply[3]).toBe(70);
+  });
+
   const expectedStatus: Array<[LocalReplyKind, number]> = [
     ['no_route', 60],
     ['no_healthy_upstream', 70],
