@@ -3,13 +3,14 @@ import { CodecError, type CodecSession, type Frame } from './codec.js';
 import { Exchange } from './exchange.js';
 import type { ListenerRuntime } from './listener.js';
 import { log } from './log.js';
+import type { ConnectionHandler } from './network-filter.js';
 import { Outbox } from './outbox.js';
 
 /**
  * One client connection: decodes frames, answers heartbeats, starts an exchange per request and writes answers
  * back. A malformed frame closes this connection only, counted and logged.
  */
-export class DownstreamConnection {
+export class DownstreamConnection implements ConnectionHandler {
   private readonly session: CodecSession;
   private readonly outbox: Outbox;
   private readonly inflight = new Set<Exchange>();

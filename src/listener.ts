@@ -1,10 +1,10 @@
 import net from 'node:net';
 import type { CodecFactory } from './codec.js';
 import type { Cluster } from './cluster.js';
-import { DownstreamConnection } from './downstream.js';
 import type { MetaFilter } from './filters/index.js';
 import { log } from './log.js';
 import type { Metrics } from './metrics.js';
+import type { ConnectionHandler, NetworkFilterConfig } from './network-filter.js';
 import type { RouteTable } from './router.js';
 
 export interface RouteStats {
@@ -16,14 +16,12 @@ export interface RouteStats {
 }
 
 /** What a listener needs from its config; the proxy rebuilds it on every apply. */
-export interface ListenerSettings {
+export interface ListenerSettings extends NetworkFilterConfig {
   readonly name: string;
   readonly host: string;
   readonly port: number;
-  readonly codec: CodecFactory;
-  readonly protocol: string;
-  readonly routeConfigName: string;
-  readonly filters: readonly MetaFilter[];
+  /** The network filter serving it (`envoy.filters.network.meta_protocol_proxy`, …). */
+  readonly networkFilter: string;
 }
 
 /**
@@ -32,7 +30,7 @@ export interface ListenerSettings {
  */
 export class ListenerRuntime {
   private server: net.Server | undefined;
-  private readonly connections = new Set<DownstreamConnection>();
+  private readonly connections = new Set<ConnectionHandler>();
   routeTable: RouteTable | undefined;
   private settings: ListenerSettings;
   private statsCache = new Map<string, Map<string, RouteStats>>();
@@ -62,8 +60,11 @@ export class ListenerRuntime {
   get filters(): readonly MetaFilter[] {
     return this.settings.filters;
   }
-  get routeConfigName(): string {
+  get routeConfigName(): string | undefined {
     return this.settings.routeConfigName;
+  }
+  get networkFilter(): string {
+    return this.settings.networkFilter;
   }
   get address(): string {
     return `${this.settings.host}:${this.boundPort ?? this.settings.port}`;
@@ -111,7 +112,7 @@ export class ListenerRuntime {
     for (const c of this.connections) c.close();
   }
 
-  connectionClosed(c: DownstreamConnection): void {
+  connectionClosed(c: ConnectionHandler): void {
     if (this.connections.delete(c)) this.connGauge.dec();
   }
 
@@ -139,7 +140,7 @@ export class ListenerRuntime {
   }
 
   private accept(socket: net.Socket): void {
-    const conn = new DownstreamConnection(socket, this);
+    const conn = this.settings.accept(socket, this);
     this.connections.add(conn);
     this.connGauge.inc();
   }

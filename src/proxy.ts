@@ -1,17 +1,11 @@
 import type { CodecRegistry } from './codec-registry.js';
 import { Cluster } from './cluster.js';
-import { builtinFilters, type MetaFilter } from './filters/index.js';
 import { ListenerRuntime, type ListenerSettings } from './listener.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
 import { RouteTable } from './router.js';
-import {
-  FILTER_META_PROTOCOL_PROXY,
-  type ClusterLoadAssignment,
-  type Listener,
-  type MetaProtocolProxyConfig,
-  type ResourceSnapshot,
-} from './xds/resources.js';
+import { networkFilters } from './network-filters.js';
+import type { ClusterLoadAssignment, Listener, ResourceSnapshot } from './xds/resources.js';
 
 export interface ProxyOptions {
   readonly codecs: CodecRegistry;
@@ -32,7 +26,6 @@ export class ConfigRejectedError extends Error {
 interface PreparedListener {
   readonly key: string;
   readonly settings: ListenerSettings;
-  readonly inlineRoutes: RouteTable | undefined;
 }
 
 /**
@@ -112,8 +105,8 @@ export class Proxy {
           continue;
         }
       }
-      runtime.routeTable = p.inlineRoutes ?? tables.get(p.settings.routeConfigName);
-      if (!runtime.routeTable) log.warn('listener has no route configuration yet', { listener: p.settings.name, route_config: p.settings.routeConfigName });
+      runtime.routeTable = p.settings.inlineRoutes ?? (p.settings.routeConfigName ? tables.get(p.settings.routeConfigName) : undefined);
+      if (!runtime.routeTable && p.settings.routeConfigName !== undefined) log.warn('listener has no route configuration yet', { listener: p.settings.name, route_config: p.settings.routeConfigName });
     }
     for (const [key, runtime] of this.listeners) {
       if (!wantedListeners.has(key)) {
@@ -175,8 +168,9 @@ export class Proxy {
       name: l.name,
       address: l.address,
       protocol: l.protocol,
+      network_filter: l.networkFilter,
       codec: l.codec.name,
-      route_config: l.routeConfigName,
+      route_config: l.routeConfigName ?? null,
       connections: l.connectionCount,
     }));
   }
@@ -191,39 +185,17 @@ export class Proxy {
   private prepareListener(l: Listener): PreparedListener {
     const sa = l.address?.socket_address;
     if (!sa) throw new Error(`listener ${l.name}: address.socket_address is required`);
-    const filter = l.filter_chains?.[0]?.filters?.find((f) => f.name === FILTER_META_PROTOCOL_PROXY);
-    if (!filter) throw new Error(`listener ${l.name}: no ${FILTER_META_PROTOCOL_PROXY} network filter`);
-    const cfg = filter.typed_config as MetaProtocolProxyConfig;
-    const codecName = cfg.protocol?.codec?.name;
-    if (!codecName) throw new Error(`listener ${l.name}: protocol.codec.name is required`);
-    const codec = this.options.codecs.get(codecName);
-    if (!codec) {
+    const filters = l.filter_chains?.[0]?.filters ?? [];
+    const filter = filters.find((f) => networkFilters.has(f.name));
+    if (!filter) {
       throw new Error(
-        `listener ${l.name}: codec "${codecName}" is not registered (known: ${this.options.codecs.names().join(', ')}; load others with --codec)`,
+        `listener ${l.name}: no supported network filter (have ${filters.map((f) => f.name).join(', ') || 'none'}; supported: ${[...networkFilters.keys()].join(', ')})`,
       );
     }
-    const filters: MetaFilter[] = [];
-    for (const f of cfg.meta_protocol_filters ?? [{ name: 'aeraki.meta_protocol.filters.router' }]) {
-      const factory = builtinFilters.get(f.name);
-      if (!factory) throw new Error(`listener ${l.name}: unknown meta_protocol_filter "${f.name}"`);
-      filters.push(factory.create(f.config));
-    }
-    if (filters.length === 0 || filters[filters.length - 1]!.name !== 'aeraki.meta_protocol.filters.router') {
-      throw new Error(`listener ${l.name}: the router must be the last meta_protocol_filter`);
-    }
-    const routeConfigName = cfg.rds?.route_config_name ?? cfg.route_config?.name ?? '';
+    const config = networkFilters.get(filter.name)!.prepare(l.name, filter.typed_config, { codecs: this.options.codecs });
     return {
       key: `${sa.address}:${sa.port_value}`,
-      inlineRoutes: cfg.route_config ? RouteTable.compile(cfg.route_config) : undefined,
-      settings: {
-        name: l.name,
-        host: sa.address,
-        port: sa.port_value,
-        codec,
-        protocol: cfg.protocol?.name ?? codec.protocol,
-        routeConfigName,
-        filters,
-      },
+      settings: { ...config, name: l.name, host: sa.address, port: sa.port_value, networkFilter: filter.name },
     };
   }
 }
