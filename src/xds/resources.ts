@@ -46,9 +46,27 @@ export interface Listener {
   filter_chains: Array<{ filters: NetworkFilter[] }>;
 }
 
+/** Envoy `type.v3.FractionalPercent`: `numerator / denominator`. */
+export interface FractionalPercent {
+  numerator: number;
+  denominator?: 'HUNDRED' | 'TEN_THOUSAND' | 'MILLION';
+}
+
+/** Envoy `config.cluster.v3.OutlierDetection` (the fields Istio's outlierDetection maps to). */
+export interface OutlierDetectionJson {
+  consecutive_5xx?: number;
+  consecutive_gateway_failure?: number;
+  interval?: DurationJson;
+  base_ejection_time?: DurationJson;
+  max_ejection_percent?: number;
+}
+
 export interface Cluster {
   '@type'?: typeof TYPE_CLUSTER;
   name: string;
+  /** From DestinationRule connectionPool (max_connections) — Waypost also reads max_pending_requests. */
+  circuit_breakers?: { thresholds: Array<{ max_connections?: number; max_pending_requests?: number; max_requests?: number }> };
+  outlier_detection?: OutlierDetectionJson;
   type?: 'EDS' | 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS';
   eds_cluster_config?: { eds_config?: { ads?: Record<string, never>; resource_api_version?: 'V3' }; service_name?: string };
   connect_timeout?: DurationJson;
@@ -95,13 +113,19 @@ export interface MetaRoute {
     cluster?: string;
     weighted_clusters?: WeightedClusters;
     hash_policy?: string[];
-    request_mirror_policies?: Array<{
-      cluster: string;
-      runtime_fraction?: { default_value?: { numerator: number; denominator?: 'HUNDRED' | 'TEN_THOUSAND' | 'MILLION' } };
-    }>;
+    request_mirror_policies?: Array<{ cluster: string; runtime_fraction?: { default_value?: FractionalPercent } }>;
   };
   request_mutation?: Array<{ key: string; value: string }>;
   response_mutation?: Array<{ key: string; value: string }>;
+  /** Waypost route policy (not in Aeraki's message): whole-request timeout. */
+  timeout?: DurationJson;
+  /** Waypost: `retry_on` is a comma list of connect-failure, reset, unavailable, timeout, error. */
+  retry_policy?: { num_retries: number; per_try_timeout?: DurationJson; retry_on?: string };
+  /** Waypost: fault injection; `percentage` defaults to 100%. */
+  fault?: {
+    delay?: { fixed_delay: DurationJson; percentage?: FractionalPercent };
+    abort?: { percentage?: FractionalPercent; error_code?: number | string; message?: string };
+  };
 }
 
 export interface MetaRouteConfiguration {
@@ -117,4 +141,26 @@ export interface ResourceSnapshot {
   clusters: Cluster[];
   endpoints: ClusterLoadAssignment[];
   routes: MetaRouteConfiguration[];
+}
+
+export const META_FILTER_LOCAL_RATELIMIT = 'aeraki.meta_protocol.filters.local_ratelimit';
+export const TYPE_LOCAL_RATELIMIT = 'type.googleapis.com/aeraki.meta_protocol_proxy.filters.local_ratelimit.v1alpha.LocalRateLimit';
+
+/** Envoy `type.v3.TokenBucket`. */
+export interface TokenBucketJson {
+  max_tokens: number;
+  tokens_per_fill?: number;
+  fill_interval: DurationJson;
+}
+
+/**
+ * Aeraki's `LocalRateLimit` meta_protocol filter config (from a MetaRouter's `localRateLimit`), carried in the
+ * listener's `meta_protocol_filters` before the router. The first condition whose match fits takes the request;
+ * otherwise `token_bucket` (if any) applies.
+ */
+export interface LocalRateLimitConfig {
+  '@type'?: typeof TYPE_LOCAL_RATELIMIT;
+  stat_prefix?: string;
+  token_bucket?: TokenBucketJson;
+  conditions?: Array<{ match: { metadata: HeaderMatcher[] }; token_bucket: TokenBucketJson }>;
 }
