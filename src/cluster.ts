@@ -1,14 +1,22 @@
 import type { CodecError, CodecFactory } from './codec.js';
+import { createLoadBalancer, type LoadBalancer } from './lb.js';
+import { log } from './log.js';
 import type { Metrics } from './metrics.js';
 import { EndpointPool } from './upstream.js';
 import type { Cluster as ClusterResource, ClusterLoadAssignment, LbEndpoint } from './xds/resources.js';
 import { parseDuration } from './xds/duration.js';
 
-/** One upstream host:port of a cluster, with its pools (one per codec that talks to it). */
+/** One upstream host:port of a cluster, with its pools (one per codec that talks to it) and its health. */
 export class Endpoint {
   readonly key: string;
   readonly pools = new Map<string, EndpointPool>();
-  healthy = true;
+  /** Requests in flight to this endpoint (LEAST_REQUEST, admin). */
+  active = 0;
+  /** Outlier detection state. */
+  consecutiveErrors = 0;
+  ejectedUntil = 0;
+  ejections = 0;
+  lastEjection = 0;
 
   constructor(
     readonly host: string,
@@ -19,9 +27,13 @@ export class Endpoint {
     this.key = `${host}:${port}`;
   }
 
-  get active(): number {
+  available(now: number): boolean {
+    return now >= this.ejectedUntil;
+  }
+
+  get connectionCount(): number {
     let n = 0;
-    for (const p of this.pools.values()) n += p.active;
+    for (const p of this.pools.values()) n += p.connectionCount;
     return n;
   }
 
@@ -31,9 +43,20 @@ export class Endpoint {
   }
 }
 
+export interface OutlierSettings {
+  readonly consecutiveErrors: number;
+  readonly intervalMs: number;
+  readonly baseEjectionMs: number;
+  readonly maxEjectionPercent: number;
+}
+
 export interface ClusterSettings {
   readonly connectTimeoutMs: number;
   readonly lbPolicy: string;
+  readonly outlier: OutlierSettings | undefined;
+  /** Circuit breakers: connections across the cluster, requests in flight across the cluster. */
+  readonly maxConnections: number;
+  readonly maxRequests: number;
 }
 
 export interface ClusterContext {
@@ -42,17 +65,27 @@ export interface ClusterContext {
   readonly connectionsPerEndpoint: number;
 }
 
-/** A named set of endpoints with a load balancer. Endpoints are replaced in place when EDS changes them. */
+/** Envoy's retry budget defaults: retries may add 20% to the requests in flight, and at least 3 may run. */
+const RETRY_BUDGET_PERCENT = 20;
+const RETRY_BUDGET_MIN_CONCURRENCY = 3;
+
+/** A named set of endpoints with a load balancer, outlier detection and circuit breakers. */
 export class Cluster {
   private endpointList: Endpoint[] = [];
-  private rr = 0;
+  private lb: LoadBalancer<Endpoint>;
   settings: ClusterSettings;
+  /** Requests in flight (circuit breaker, retry budget) and retries among them. */
+  active = 0;
+  activeRetries = 0;
   private readonly upstreamGauge;
+  private readonly ejectionCounter;
   private readonly decodeErrorCounters = new Map<string, { inc(): void }>();
 
   constructor(readonly name: string, resource: ClusterResource, private readonly ctx: ClusterContext) {
     this.settings = settingsOf(resource);
+    this.lb = createLoadBalancer(this.settings.lbPolicy, []);
     this.upstreamGauge = ctx.metrics.upstreamConnections.labels(name);
+    this.ejectionCounter = ctx.metrics.outlierEjections.labels(name);
   }
 
   get endpoints(): readonly Endpoint[] {
@@ -60,10 +93,12 @@ export class Cluster {
   }
 
   update(resource: ClusterResource): void {
+    const before = this.settings.lbPolicy;
     this.settings = settingsOf(resource);
+    if (this.settings.lbPolicy !== before) this.lb = createLoadBalancer(this.settings.lbPolicy, this.endpointList);
   }
 
-  /** Applies a ClusterLoadAssignment: keeps endpoints (and their open connections) that stay. */
+  /** Applies a ClusterLoadAssignment: keeps endpoints (their connections and health) that stay. */
   setEndpoints(cla: ClusterLoadAssignment | undefined): void {
     const next: Endpoint[] = [];
     const old = new Map(this.endpointList.map((e) => [e.key, e]));
@@ -85,18 +120,60 @@ export class Cluster {
       }
     }
     this.endpointList = next;
+    this.lb = createLoadBalancer(this.settings.lbPolicy, next);
     for (const gone of old.values()) gone.close();
   }
 
-  /** Round robin over healthy endpoints. */
-  pick(): Endpoint | undefined {
-    const list = this.endpointList;
-    const n = list.length;
-    for (let i = 0; i < n; i++) {
-      const e = list[this.rr++ % n]!;
-      if (e.healthy) return e;
+  /** An available endpoint per the load balancer; avoids `avoid` (endpoints a retry already tried) when it can. */
+  pick(hash: string | undefined, avoid: ReadonlySet<Endpoint> | undefined): Endpoint | undefined {
+    return this.lb.pick(Date.now(), hash, avoid);
+  }
+
+  /** Whether one more request fits under the cluster's request circuit breaker. */
+  get hasRequestCapacity(): boolean {
+    return this.active < this.settings.maxRequests;
+  }
+
+  /** Whether the retry budget lets one more retry start. */
+  get retryBudgetAllows(): boolean {
+    const allowed = Math.max(RETRY_BUDGET_MIN_CONCURRENCY, Math.floor((this.active * RETRY_BUDGET_PERCENT) / 100));
+    return this.activeRetries < allowed;
+  }
+
+  /** Outlier detection: a call to `e` ended well. */
+  reportSuccess(e: Endpoint): void {
+    e.consecutiveErrors = 0;
+  }
+
+  /** Outlier detection: a call to `e` failed (connect failure, reset, timeout, or an error status). */
+  reportError(e: Endpoint): void {
+    const od = this.settings.outlier;
+    if (!od) return;
+    e.consecutiveErrors++;
+    if (e.consecutiveErrors < od.consecutiveErrors) return;
+    const now = Date.now();
+    if (!e.available(now)) return;
+    const n = this.endpointList.length;
+    let ejected = 0;
+    for (const x of this.endpointList) if (!x.available(now)) ejected++;
+    // Envoy ejects at least one host whatever the percentage, and never more than the percentage beyond that.
+    const cap = Math.max(od.maxEjectionPercent > 0 ? 1 : 0, Math.floor((n * od.maxEjectionPercent) / 100));
+    if (ejected >= cap) return;
+    // The ejection multiplier decays by one per interval spent healthy since the last ejection.
+    if (e.ejections > 0 && e.lastEjection > 0) {
+      const healthyFor = now - e.ejectedUntil;
+      if (healthyFor > 0) e.ejections = Math.max(0, e.ejections - Math.floor(healthyFor / od.intervalMs));
     }
-    return undefined;
+    e.ejections++;
+    e.lastEjection = now;
+    e.ejectedUntil = now + od.baseEjectionMs * e.ejections;
+    e.consecutiveErrors = 0;
+    this.ejectionCounter.inc();
+    log.warn('outlier detection ejected an endpoint', {
+      cluster: this.name,
+      endpoint: e.key,
+      for_ms: od.baseEjectionMs * e.ejections,
+    });
   }
 
   /** The pool for `endpoint` speaking `codec`, created on first use. */
@@ -116,6 +193,7 @@ export class Cluster {
           onDecodeError: (_err: CodecError) => decodeErrors.inc(),
           onConnectionOpen: () => this.upstreamGauge.inc(),
           onConnectionClose: () => this.upstreamGauge.dec(),
+          canOpen: () => this.connectionCount < this.settings.maxConnections,
         },
       });
       endpoint.pools.set(codec.name, pool);
@@ -123,9 +201,16 @@ export class Cluster {
     return pool;
   }
 
+  get connectionCount(): number {
+    let n = 0;
+    for (const e of this.endpointList) n += e.connectionCount;
+    return n;
+  }
+
   close(): void {
     for (const e of this.endpointList) e.close();
     this.endpointList = [];
+    this.lb = createLoadBalancer(this.settings.lbPolicy, []);
   }
 
   private decodeErrorsFor(protocol: string): { inc(): void } {
@@ -139,9 +224,22 @@ export class Cluster {
 }
 
 function settingsOf(r: ClusterResource): ClusterSettings {
+  const od = r.outlier_detection;
+  const thresholds = r.circuit_breakers?.thresholds?.[0];
   return {
     connectTimeoutMs: r.connect_timeout ? parseDuration(r.connect_timeout) : 10_000,
     lbPolicy: r.lb_policy ?? 'ROUND_ROBIN',
+    outlier: od
+      ? {
+          // Envoy's defaults where the resource leaves a field out.
+          consecutiveErrors: od.consecutive_5xx ?? od.consecutive_gateway_failure ?? 5,
+          intervalMs: od.interval ? parseDuration(od.interval) : 10_000,
+          baseEjectionMs: od.base_ejection_time ? parseDuration(od.base_ejection_time) : 30_000,
+          maxEjectionPercent: od.max_ejection_percent ?? 10,
+        }
+      : undefined,
+    maxConnections: thresholds?.max_connections ?? Number.POSITIVE_INFINITY,
+    maxRequests: thresholds?.max_requests ?? thresholds?.max_pending_requests ?? Number.POSITIVE_INFINITY,
   };
 }
 

@@ -72,6 +72,11 @@ export interface FrameEdit {
   readonly requestId?: RequestId;
   /** Set these headers/attachments (requests and responses alike). */
   readonly mutation?: readonly KeyValue[];
+  /**
+   * Leave `frame.raw` untouched and return new bytes. The proxy asks for this when it sends a frame a second time
+   * (a retry, a mirror): the first bytes may still sit in a socket's write queue.
+   */
+  readonly copy?: boolean;
 }
 
 export interface CodecOptions {

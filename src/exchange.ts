@@ -1,21 +1,47 @@
 import type { CodecSession, Frame, KeyValue, LocalReplyKind } from './codec.js';
+import type { Cluster, Endpoint } from './cluster.js';
 import type { DownstreamConnection } from './downstream.js';
 import type { ListenerRuntime } from './listener.js';
 import type { Route } from './router.js';
-import type { EndpointPool, UpstreamConnection, UpstreamRequest } from './upstream.js';
+import { TimerWheel, type Expirable } from './timer-wheel.js';
+import type { UpstreamConnection, UpstreamRequest } from './upstream.js';
+
+/** One wheel for every request deadline, fault delay and mirror expiry in the process. */
+export const wheel = new TimerWheel(5);
+
+/** Why an upstream attempt failed, in the words of `retries.retryOn`. */
+export type RetryCondition = 'connect-failure' | 'reset' | 'unavailable' | 'timeout' | 'error';
+
+type Phase = 'filters' | 'delayed' | 'upstream' | 'done';
+
+/** How long a mirrored request may wait for the answer nobody reads before its slot is freed. */
+const MIRROR_EXPIRY_MS = 30_000;
 
 /**
- * One request's journey: decoded downstream, walked through the filter chain, sent upstream, answered (by the
- * upstream or locally), recorded. It is its own upstream callback object, so no closure is made per request.
+ * One request's journey: decoded downstream, walked through the filter chain, sent upstream (again on a retry),
+ * answered by the upstream or locally, recorded. It is its own upstream callback and timer item, so no closure or
+ * promise is made per request.
  */
-export class Exchange implements UpstreamRequest {
+export class Exchange implements UpstreamRequest, Expirable {
   route: Route | undefined;
   clusterName: string | undefined;
   mutation: readonly KeyValue[] | undefined;
   readonly expectsResponse: boolean;
+  copyOnEncode = false;
+  upstreamId = 0;
+  wheelTick = -1;
+  private phase: Phase = 'filters';
   private filterIndex = 0;
+  private routeMatched = false;
+  private cluster: Cluster | undefined;
+  private endpoint: Endpoint | undefined;
   private upstream: UpstreamConnection | undefined;
-  private done = false;
+  private attempt = 0;
+  private tried: Set<Endpoint> | undefined;
+  private isRetry = false;
+  /** Absolute deadlines (performance.now() ms); Infinity when unset. */
+  private deadline = Number.POSITIVE_INFINITY;
+  private tryDeadline = Number.POSITIVE_INFINITY;
   private readonly start = performance.now();
 
   constructor(
@@ -28,37 +54,85 @@ export class Exchange implements UpstreamRequest {
   }
 
   get finished(): boolean {
-    return this.done;
+    return this.phase === 'done';
+  }
+
+  /** The route for this request (matched once; filters before the router may ask first). */
+  matchRoute(): Route | undefined {
+    if (!this.routeMatched) {
+      this.routeMatched = true;
+      this.route = this.listener.routeTable?.match(this.frame.metadata);
+    }
+    return this.route;
   }
 
   /** Runs the filter chain from where it stopped. */
   next(): void {
     const filters = this.listener.filters;
-    while (!this.done && this.filterIndex < filters.length) {
+    while (this.phase === 'filters' && this.filterIndex < filters.length) {
       if (filters[this.filterIndex++]!.onRequest(this) === 'stop') return;
     }
   }
 
-  sendUpstream(pool: EndpointPool): void {
-    this.upstream = pool.send(this);
-    if (!this.expectsResponse) this.finish('success');
+  /** Holds the request for a fault delay, then sends it. */
+  delayThenSend(ms: number): void {
+    this.phase = 'delayed';
+    wheel.schedule(this, ms);
+  }
+
+  /** Starts the upstream part: the route's timeout runs from here. */
+  send(): void {
+    const timeout = this.route?.timeoutMs;
+    if (timeout !== undefined && this.expectsResponse) this.deadline = performance.now() + timeout;
+    this.phase = 'upstream';
+    this.attemptUpstream();
   }
 
   onResponse(frame: Frame, upstreamSession: CodecSession): void {
-    if (this.done) return;
-    const mutation = this.route?.responseMutation;
-    const bytes = upstreamSession.encode(frame, { requestId: this.frame.requestId, mutation });
+    if (this.phase !== 'upstream') return;
+    const failed = frame.status === 'error';
+    if (failed) this.cluster?.reportError(this.endpoint!);
+    else this.cluster?.reportSuccess(this.endpoint!);
+    if (failed && this.retry('error')) return;
+    this.endAttempt();
+    const bytes = upstreamSession.encode(frame, { requestId: this.frame.requestId, mutation: this.route?.responseMutation });
     this.downstream.write(bytes);
-    this.finish(frame.status === 'business_exception' ? 'business_exception' : frame.status === 'error' ? 'error' : 'success');
+    this.finish(frame.status === 'business_exception' ? 'business_exception' : failed ? 'error' : 'success');
   }
 
   onFailure(kind: LocalReplyKind, message: string): void {
+    if (this.phase !== 'upstream') return;
+    if (this.endpoint) this.cluster?.reportError(this.endpoint);
+    const condition: RetryCondition = kind === 'no_healthy_upstream' ? 'connect-failure' : kind === 'timeout' ? 'timeout' : 'reset';
+    if (this.retry(condition)) return;
+    this.endAttempt();
     this.localReply(kind, message);
+  }
+
+  onDeadline(): void {
+    if (this.phase === 'delayed') {
+      this.send();
+      return;
+    }
+    if (this.phase !== 'upstream') return;
+    const now = performance.now();
+    if (now >= this.deadline) {
+      this.upstream?.forget(this);
+      this.endAttempt();
+      this.localReply('timeout', `timeout after ${this.route!.timeoutMs} ms on route ${this.route!.name} (cluster ${this.clusterName})`);
+      return;
+    }
+    // The per-try timeout fired: withdraw this attempt (a late answer is dropped) and retry or give up.
+    this.upstream?.forget(this);
+    if (this.endpoint) this.cluster?.reportError(this.endpoint);
+    if (this.retry('timeout')) return;
+    this.endAttempt();
+    this.localReply('timeout', `timeout after ${this.route!.perTryTimeoutMs} ms (per try) on route ${this.route!.name} (cluster ${this.clusterName})`);
   }
 
   /** Answers in the protocol's own format (CONTRACT §6) and ends the exchange. */
   localReply(kind: LocalReplyKind, message: string, code?: number): void {
-    if (this.done) return;
+    if (this.phase === 'done') return;
     const bytes = this.session.localReply(this.frame, code === undefined ? { kind, message } : { kind, message, code });
     if (bytes) this.downstream.write(bytes);
     this.finish('local_reply');
@@ -66,16 +140,146 @@ export class Exchange implements UpstreamRequest {
 
   /** The downstream went away: drop the answer when it comes. */
   abandon(): void {
-    if (this.done) return;
-    this.done = true;
-    this.upstream?.forget(this);
+    if (this.phase === 'done') return;
+    if (this.phase === 'upstream') {
+      this.upstream?.forget(this);
+      this.endAttempt();
+    }
+    this.phase = 'done';
+    wheel.cancel(this);
+  }
+
+  /** One attempt: pick a cluster endpoint (avoiding ones already tried) and hand the request to its pool. */
+  private attemptUpstream(): void {
+    const route = this.route!;
+    const clusterName = this.attempt === 0 ? route.pickCluster() : this.clusterName!;
+    this.clusterName = clusterName;
+    const cluster = this.listener.clusters.get(clusterName);
+    if (!cluster) {
+      this.localReply('no_route', `route ${route.name}: unknown cluster ${clusterName}`);
+      return;
+    }
+    this.cluster = cluster;
+    if (!cluster.hasRequestCapacity) {
+      this.localReply('over_limit', `cluster ${clusterName} is at its limit of ${cluster.settings.maxRequests} requests in flight`);
+      return;
+    }
+    const endpoint = cluster.pick(this.hashKey(route), this.tried);
+    if (!endpoint) {
+      this.localReply('no_healthy_upstream', `route ${route.name}: no healthy upstream in cluster ${clusterName}`);
+      return;
+    }
+    this.endpoint = endpoint;
+    const conn = cluster.pool(endpoint, this.listener.codec, this.listener.protocol).send(this);
+    if (!conn) {
+      this.localReply('over_limit', `cluster ${clusterName} is at its limit of ${cluster.settings.maxConnections} connections`);
+      return;
+    }
+    this.upstream = conn;
+    if (!this.expectsResponse) {
+      this.finish('success');
+      return;
+    }
+    cluster.active++;
+    endpoint.active++;
+    if (this.isRetry) cluster.activeRetries++;
+    const perTry = route.perTryTimeoutMs;
+    if (perTry !== undefined) this.tryDeadline = performance.now() + perTry;
+    this.armTimer();
+  }
+
+  /** Starts another attempt when the route's retry policy, the deadline and the retry budget all allow it. */
+  private retry(condition: RetryCondition): boolean {
+    const policy = this.route?.retry;
+    if (!policy || !this.expectsResponse || this.attempt >= policy.attempts || !policy.on.has(condition)) return false;
+    if (performance.now() >= this.deadline) return false;
+    const cluster = this.cluster!;
+    this.endAttempt();
+    if (!cluster.retryBudgetAllows) return false;
+    (this.tried ??= new Set()).add(this.endpoint!);
+    this.attempt++;
+    this.isRetry = true;
+    this.copyOnEncode = true;
+    this.listener.retryCounter(this.route!.name, this.clusterName!).inc();
+    this.attemptUpstream();
+    return true;
+  }
+
+  /** Releases what an attempt holds: circuit-breaker counts and the per-try deadline. */
+  private endAttempt(): void {
+    if (this.cluster && this.endpoint && this.upstream && this.expectsResponse) {
+      this.cluster.active--;
+      this.endpoint.active--;
+      if (this.isRetry) this.cluster.activeRetries--;
+    }
+    this.upstream = undefined;
+    this.tryDeadline = Number.POSITIVE_INFINITY;
+  }
+
+  private armTimer(): void {
+    const at = Math.min(this.deadline, this.tryDeadline);
+    if (at === Number.POSITIVE_INFINITY) wheel.cancel(this);
+    else wheel.schedule(this, at - performance.now());
+  }
+
+  private hashKey(route: Route): string | undefined {
+    const keys = route.hashKeys;
+    if (keys.length === 0) return undefined;
+    if (keys.length === 1) return this.frame.metadata.get(keys[0]!);
+    let out: string | undefined;
+    for (const k of keys) {
+      const v = this.frame.metadata.get(k);
+      if (v !== undefined) out = out === undefined ? v : `${out}\u0000${v}`;
+    }
+    return out;
   }
 
   private finish(outcome: 'success' | 'error' | 'business_exception' | 'local_reply'): void {
-    this.done = true;
+    this.phase = 'done';
+    if (this.wheelTick >= 0) wheel.cancel(this);
     this.downstream.completed(this);
     const stats = this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none');
     stats[outcome].inc();
     stats.duration.observe((performance.now() - this.start) / 1000);
+  }
+}
+
+/**
+ * A mirrored copy of a request: sent to the mirror cluster, its answer discarded. It never touches the primary
+ * request's timing or outcome; an answer that never comes is given up after a while.
+ */
+export class MirrorRequest implements UpstreamRequest, Expirable {
+  readonly expectsResponse: boolean;
+  readonly copyOnEncode = true;
+  upstreamId = 0;
+  wheelTick = -1;
+  private upstream: UpstreamConnection | undefined;
+
+  constructor(
+    readonly frame: Frame,
+    readonly session: CodecSession,
+    readonly mutation: readonly KeyValue[] | undefined,
+  ) {
+    this.expectsResponse = frame.type !== 'oneway';
+  }
+
+  send(listener: ListenerRuntime, clusterName: string): void {
+    const cluster = listener.clusters.get(clusterName);
+    const endpoint = cluster?.pick(undefined, undefined);
+    if (!cluster || !endpoint) return;
+    this.upstream = cluster.pool(endpoint, listener.codec, listener.protocol).send(this);
+    if (this.upstream && this.expectsResponse) wheel.schedule(this, MIRROR_EXPIRY_MS);
+  }
+
+  onResponse(): void {
+    wheel.cancel(this);
+  }
+
+  onFailure(): void {
+    wheel.cancel(this);
+  }
+
+  onDeadline(): void {
+    this.upstream?.forget(this);
   }
 }

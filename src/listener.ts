@@ -116,6 +116,17 @@ export class ListenerRuntime {
     if (this.connections.delete(c)) this.connGauge.dec();
   }
 
+  /** Counters of rarer events (retries, faults, rate limits), resolved on use. */
+  retryCounter(route: string, cluster: string): { inc(): void } {
+    return this.metrics.retries.labels(route, cluster);
+  }
+  faultCounter(route: string, type: 'delay' | 'abort'): { inc(): void } {
+    return this.metrics.faults.labels(route, type);
+  }
+  rateLimitedCounter(route: string): { inc(): void } {
+    return this.metrics.rateLimited.labels(this.name, route);
+  }
+
   /** Metric children for one route × cluster, resolved once and reused. */
   stats(route: string, cluster: string): RouteStats {
     let byCluster = this.statsCache.get(route);

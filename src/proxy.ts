@@ -150,15 +150,20 @@ export class Proxy {
   }
 
   clustersDump(): unknown {
+    const now = Date.now();
     return [...this.clusters.values()].map((c) => ({
       name: c.name,
       lb_policy: c.settings.lbPolicy,
+      active_requests: c.active,
       endpoints: c.endpoints.map((e) => ({
         address: e.key,
         labels: e.labels,
         weight: e.weight,
-        health: e.healthy ? 'HEALTHY' : 'UNHEALTHY',
+        health: e.available(now) ? 'HEALTHY' : 'EJECTED',
+        ...(e.available(now) ? {} : { ejected_for_ms: e.ejectedUntil - now }),
+        ejections: e.ejections,
         active_requests: e.active,
+        connections: e.connectionCount,
       })),
     }));
   }

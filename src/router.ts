@@ -1,5 +1,6 @@
 import type { KeyValue, Metadata } from './codec.js';
-import type { HeaderMatcher, MetaRoute, MetaRouteConfiguration } from './xds/resources.js';
+import { parseDuration } from './xds/duration.js';
+import type { FractionalPercent, HeaderMatcher, MetaRoute, MetaRouteConfiguration } from './xds/resources.js';
 
 /**
  * Where a request is routed: a route table compiled from a MetaProtocol RouteConfiguration. Rules are tried top to
@@ -27,9 +28,37 @@ export interface MirrorTarget {
   readonly fraction: number;
 }
 
+export interface RetryPolicy {
+  readonly attempts: number;
+  readonly on: ReadonlySet<string>;
+}
+
+export interface FaultPolicy {
+  readonly delay?: { readonly ms: number; readonly fraction: number };
+  readonly abort?: { readonly fraction: number; readonly code: number | undefined; readonly message: string | undefined };
+}
+
+/** Conditions on metadata that must all hold (a route's match, a rate limit condition). */
+export class MetadataMatch {
+  private readonly matchers: readonly CompiledMatcher[];
+  constructor(matchers: readonly HeaderMatcher[] | undefined, where: string) {
+    this.matchers = (matchers ?? []).map((m, i) => compileMatcher(m, `${where}[${i}]`));
+  }
+  matches(metadata: Metadata): boolean {
+    const ms = this.matchers;
+    for (let i = 0; i < ms.length; i++) {
+      const m = ms[i]!;
+      const value = metadata.get(m.key);
+      const hit = value !== undefined && (m.test === undefined || m.test(value));
+      if (hit === m.invert) return false;
+    }
+    return true;
+  }
+}
+
 export class Route {
   readonly name: string;
-  private readonly matchers: readonly CompiledMatcher[];
+  private readonly match: MetadataMatch;
   /** One entry for a single destination. */
   readonly targets: readonly WeightedTarget[];
   private readonly totalWeight: number;
@@ -37,13 +66,18 @@ export class Route {
   readonly responseMutation: readonly KeyValue[] | undefined;
   readonly hashKeys: readonly string[];
   readonly mirrors: readonly MirrorTarget[];
+  /** Whole-request timeout and per-try timeout, in ms. */
+  readonly timeoutMs: number | undefined;
+  readonly perTryTimeoutMs: number | undefined;
+  readonly retry: RetryPolicy | undefined;
+  readonly fault: FaultPolicy | undefined;
   /** The route as configured, for admin and later policy filters. */
   readonly config: MetaRoute;
 
   constructor(config: MetaRoute, index: number) {
     this.config = config;
     this.name = config.name || `route-${index}`;
-    this.matchers = (config.match?.metadata ?? []).map((m, i) => compileMatcher(m, `${this.name}.match.metadata[${i}]`));
+    this.match = new MetadataMatch(config.match?.metadata, `${this.name}.match.metadata`);
     const action = config.route;
     if (action.weighted_clusters && action.weighted_clusters.clusters.length > 0) {
       this.targets = action.weighted_clusters.clusters.map((c) => ({ cluster: c.name, weight: c.weight }));
@@ -61,17 +95,41 @@ export class Route {
       cluster: m.cluster,
       fraction: fractionOf(m.runtime_fraction?.default_value),
     }));
+    const where = `route ${this.name}`;
+    this.timeoutMs = config.timeout !== undefined ? durationAt(config.timeout, `${where}: timeout`) : undefined;
+    const rp = config.retry_policy;
+    this.perTryTimeoutMs = rp?.per_try_timeout !== undefined ? durationAt(rp.per_try_timeout, `${where}: retry_policy.per_try_timeout`) : undefined;
+    this.retry =
+      rp && rp.num_retries > 0
+        ? {
+            attempts: rp.num_retries,
+            // Envoy's default retry_on for this kind of proxy: failures where the request surely did not run.
+            on: new Set((rp.retry_on ?? 'connect-failure,reset,unavailable').split(',').map((x) => x.trim()).filter(Boolean)),
+          }
+        : undefined;
+    const f = config.fault;
+    this.fault =
+      f && (f.delay || f.abort)
+        ? {
+            ...(f.delay ? { delay: { ms: durationAt(f.delay.fixed_delay, `${where}: fault.delay.fixed_delay`), fraction: fractionOf(f.delay.percentage, 1) } } : {}),
+            ...(f.abort
+              ? {
+                  abort: {
+                    fraction: fractionOf(f.abort.percentage, 1),
+                    code: f.abort.error_code === undefined || f.abort.error_code === '' ? undefined : Number(f.abort.error_code),
+                    message: f.abort.message,
+                  },
+                }
+              : {}),
+          }
+        : undefined;
+    if (this.fault?.abort?.code !== undefined && !Number.isInteger(this.fault.abort.code)) {
+      throw new Error(`${where}: fault.abort.error_code must be an integer`);
+    }
   }
 
   matches(metadata: Metadata): boolean {
-    const ms = this.matchers;
-    for (let i = 0; i < ms.length; i++) {
-      const m = ms[i]!;
-      const value = metadata.get(m.key);
-      const hit = value !== undefined && (m.test === undefined || m.test(value));
-      if (hit === m.invert) return false;
-    }
-    return true;
+    return this.match.matches(metadata);
   }
 
   /** The cluster for one request: the only target, or a weighted random pick. */
@@ -150,8 +208,17 @@ function compileMatcher(m: HeaderMatcher, where: string): CompiledMatcher {
   return { key, test, invert };
 }
 
-function fractionOf(v: { numerator: number; denominator?: 'HUNDRED' | 'TEN_THOUSAND' | 'MILLION' } | undefined): number {
-  if (!v) return 1;
+function durationAt(value: string, where: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new Error(`${where}: ${(err as Error).message}`);
+  }
+}
+
+/** A FractionalPercent as a share in 0..1; absent means `whenAbsent` (100% for mirrors and faults). */
+export function fractionOf(v: FractionalPercent | undefined, whenAbsent = 1): number {
+  if (!v) return whenAbsent;
   const d = v.denominator === 'MILLION' ? 1_000_000 : v.denominator === 'TEN_THOUSAND' ? 10_000 : 100;
   return Math.min(1, Math.max(0, (v.numerator ?? 0) / d));
 }

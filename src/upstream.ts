@@ -17,6 +17,10 @@ export interface UpstreamRequest {
   readonly mutation: readonly KeyValue[] | undefined;
   /** Whether an answer is expected (false for oneway). */
   readonly expectsResponse: boolean;
+  /** Encode into new bytes, leaving the frame untouched (a retry or mirror sends a frame again). */
+  readonly copyOnEncode: boolean;
+  /** Set by the connection: the id the request carries upstream (to withdraw it in O(1)). */
+  upstreamId: number;
   onResponse(frame: Frame, session: CodecSession): void;
   onFailure(kind: LocalReplyKind, message: string): void;
 }
@@ -26,6 +30,8 @@ export interface PoolHooks {
   onDecodeError(err: CodecError): void;
   onConnectionOpen(): void;
   onConnectionClose(): void;
+  /** Circuit breaker: whether another connection may be opened. */
+  canOpen(): boolean;
 }
 
 export interface PoolOptions {
@@ -40,6 +46,18 @@ export interface PoolOptions {
   readonly cluster: string;
   readonly hooks: PoolHooks;
 }
+
+/** Stands in for a withdrawn FIFO request: its answer is read and dropped. */
+const DISCARD: UpstreamRequest = {
+  frame: undefined as never,
+  session: undefined as never,
+  mutation: undefined,
+  expectsResponse: true,
+  copyOnEncode: false,
+  upstreamId: 0,
+  onResponse: () => undefined,
+  onFailure: () => undefined,
+};
 
 /** Ids stay in the positive int32 range so that every protocol (Thrift seqids are i32) can carry them. */
 const MAX_ID = 0x7fffffff;
@@ -106,31 +124,30 @@ export class UpstreamConnection {
   }
 
   send(req: UpstreamRequest): void {
-    if (this.opts.codec.multiplexing === 'id') {
-      let bytes: Buffer;
-      if (req.expectsResponse) {
-        const id = this.allocateId();
-        this.byId.set(id, req);
-        bytes = req.session.encode(req.frame, { requestId: id, mutation: req.mutation });
-      } else {
-        // A oneway call gets no answer; its id needs no translation.
-        bytes = req.session.encode(req.frame, req.mutation ? { mutation: req.mutation } : undefined);
-      }
-      this.outbox.write(bytes);
-    } else {
-      if (req.expectsResponse) this.fifo.push(req);
-      this.outbox.write(req.session.encode(req.frame, req.mutation ? { mutation: req.mutation } : undefined));
+    const copy = req.copyOnEncode;
+    if (this.opts.codec.multiplexing === 'id' && req.expectsResponse) {
+      const id = this.allocateId();
+      this.byId.set(id, req);
+      req.upstreamId = id;
+      this.outbox.write(req.session.encode(req.frame, { requestId: id, mutation: req.mutation, copy }));
+      return;
     }
+    // A oneway call gets no answer and keeps its id; FIFO protocols match answers by order.
+    if (req.expectsResponse) this.fifo.push(req);
+    this.outbox.write(
+      req.mutation || copy ? req.session.encode(req.frame, { mutation: req.mutation, copy }) : req.session.encode(req.frame),
+    );
   }
 
   /** Withdraws a request whose downstream went away or timed out: its answer, if any, is dropped. */
   forget(req: UpstreamRequest): void {
-    for (const [id, r] of this.byId) {
-      if (r === req) {
-        this.byId.delete(id);
-        return;
-      }
+    if (this.byId.get(req.upstreamId) === req) {
+      this.byId.delete(req.upstreamId);
+      return;
     }
+    // FIFO: the answer still arrives in its turn and must be consumed, so the slot stays, emptied of its owner.
+    const i = this.fifo.indexOf(req, this.fifoHead);
+    if (i >= 0) this.fifo[i] = DISCARD;
   }
 
   close(): void {
@@ -213,14 +230,19 @@ export class EndpointPool {
     return this.conns.length;
   }
 
-  /** Sends on one of the pool's connections, opening one while below the target count. */
-  send(req: UpstreamRequest): UpstreamConnection {
+  /**
+   * Sends on one of the pool's connections, opening one while below the target count and the cluster's connection
+   * circuit breaker allows. Undefined when there is no connection and none may be opened.
+   */
+  send(req: UpstreamRequest): UpstreamConnection | undefined {
     let conn: UpstreamConnection;
-    if (this.conns.length < Math.max(1, this.opts.connections)) {
+    if (this.conns.length < Math.max(1, this.opts.connections) && this.opts.hooks.canOpen()) {
       conn = new UpstreamConnection(this.opts, this.onClosedBound);
       this.conns.push(conn);
-    } else {
+    } else if (this.conns.length > 0) {
       conn = this.conns[this.rr++ % this.conns.length]!;
+    } else {
+      return undefined;
     }
     conn.send(req);
     return conn;

@@ -317,6 +317,7 @@ class DubboSession implements CodecSession {
     if (edit === undefined) return frame.raw;
     let out = frame.raw;
     if (edit.mutation !== undefined && edit.mutation.length > 0) out = asDubboFrame(frame).mutated(edit.mutation);
+    else if (edit.copy === true) out = Buffer.from(out);
     if (edit.requestId !== undefined) writeRequestId(out, 0, edit.requestId);
     return out;
   }

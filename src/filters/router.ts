@@ -1,33 +1,37 @@
-import type { Exchange } from '../exchange.js';
+import { MirrorRequest, type Exchange } from '../exchange.js';
 import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
 
-/** The terminal filter: picks the route, the cluster, an endpoint, and hands the request to its pool. */
+/**
+ * The terminal filter: matches the route, applies its fault injection and mirrors, and starts the upstream part
+ * (cluster, endpoint, retries and timeouts live in the exchange).
+ */
 class RouterFilter implements MetaFilter {
   readonly name = 'aeraki.meta_protocol.filters.router';
 
   onRequest(ex: Exchange): FilterStatus {
     const listener = ex.listener;
-    const table = listener.routeTable;
-    const route = table?.match(ex.frame.metadata);
+    const route = ex.matchRoute();
     if (!route) {
       ex.localReply('no_route', `no route for ${describeRequest(ex)} on listener ${listener.name}`);
       return 'stop';
     }
-    ex.route = route;
-    const clusterName = route.pickCluster();
-    ex.clusterName = clusterName;
-    const cluster = listener.clusters.get(clusterName);
-    if (!cluster) {
-      ex.localReply('no_route', `route ${route.name}: unknown cluster ${clusterName}`);
-      return 'stop';
-    }
-    const endpoint = cluster.pick();
-    if (!endpoint) {
-      ex.localReply('no_healthy_upstream', `route ${route.name}: no healthy upstream in cluster ${clusterName}`);
+    const fault = route.fault;
+    if (fault?.abort && (fault.abort.fraction >= 1 || Math.random() < fault.abort.fraction)) {
+      listener.faultCounter(route.name, 'abort').inc();
+      ex.localReply('fault_abort', fault.abort.message ?? `fault injected by route ${route.name}`, fault.abort.code);
       return 'stop';
     }
     ex.mutation = route.requestMutation;
-    ex.sendUpstream(cluster.pool(endpoint, listener.codec, listener.protocol));
+    for (const m of route.mirrors) {
+      // Mirrors go first: they encode a copy, while the primary request may patch its own bytes in place.
+      if (m.fraction >= 1 || Math.random() < m.fraction) new MirrorRequest(ex.frame, ex.session, ex.mutation).send(listener, m.cluster);
+    }
+    if (fault?.delay && (fault.delay.fraction >= 1 || Math.random() < fault.delay.fraction)) {
+      listener.faultCounter(route.name, 'delay').inc();
+      ex.delayThenSend(fault.delay.ms);
+      return 'stop';
+    }
+    ex.send();
     return 'stop';
   }
 }

@@ -984,6 +984,17 @@ describe('encode', () => {
 });
 
 describe('local replies', () => {
+  it('encode with copy leaves the frame bytes untouched', () => {
+    const s = session();
+    const f = one(dubboRequest({ id: 9 }));
+    const before = Buffer.from(f.raw);
+    const out = s.encode(f, { requestId: 1234, copy: true });
+    expect(out).not.toBe(f.raw);
+    expect(f.raw.equals(before)).toBe(true);
+    expect(out.readBigUInt64BE(4)).toBe(1234n);
+    expect(out.subarray(12).equals(before.subarray(12))).toBe(true);
+  });
+
   it('answers with the id the client sent even after encode patched an upstream id into the frame', () => {
     const s = session();
     const f = one(dubboRequest({ id: 77 }));
