@@ -72,8 +72,13 @@ function buildCluster(name: string, policy: TrafficPolicy): WaypostCluster {
     connect_timeout: durationJson(policy.connectionPool?.tcp?.connectTimeout) ?? DEFAULT_CONNECT_TIMEOUT,
     lb_policy: lbPolicy(policy),
   };
-  const maxConnections = policy.connectionPool?.tcp?.maxConnections;
-  if (maxConnections !== undefined) cluster.circuit_breakers = { thresholds: [{ max_connections: maxConnections }] };
+  // Circuit breakers as Istio maps them: tcp.maxConnections, http.http1MaxPendingRequests, http.http2MaxRequests.
+  const pool = policy.connectionPool;
+  const threshold: NonNullable<WaypostCluster['circuit_breakers']>['thresholds'][number] = {};
+  if (pool?.tcp?.maxConnections !== undefined) threshold.max_connections = pool.tcp.maxConnections;
+  if (pool?.http?.http1MaxPendingRequests !== undefined) threshold.max_pending_requests = pool.http.http1MaxPendingRequests;
+  if (pool?.http?.http2MaxRequests !== undefined) threshold.max_requests = pool.http.http2MaxRequests;
+  if (Object.keys(threshold).length > 0) cluster.circuit_breakers = { thresholds: [threshold] };
   const od = policy.outlierDetection;
   if (od) {
     const detection: OutlierDetectionJson = {};

@@ -88,7 +88,8 @@ export interface LoadBalancerSettings {
 
 export interface ConnectionPoolSettings {
   tcp?: { maxConnections?: number; connectTimeout?: string };
-  http?: Record<string, unknown>;
+  /** Istio's HTTP pool settings; Waypost reads the request caps as its circuit breakers for every protocol. */
+  http?: { http1MaxPendingRequests?: number; http2MaxRequests?: number; [other: string]: unknown };
 }
 
 export interface OutlierDetection {

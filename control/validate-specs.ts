@@ -263,7 +263,11 @@ function checkTrafficPolicy(c: Checker, raw: unknown, path: string): void {
       c.integer(tcp.maxConnections, `${poolPath}.tcp.maxConnections`, { min: 0 });
       c.duration(tcp.connectTimeout, `${poolPath}.tcp.connectTimeout`);
     }
-    c.mapping(pool.http, `${poolPath}.http`);
+    const http = c.mapping(pool.http, `${poolPath}.http`);
+    if (http) {
+      c.integer(http.http1MaxPendingRequests, `${poolPath}.http.http1MaxPendingRequests`, { min: 0 });
+      c.integer(http.http2MaxRequests, `${poolPath}.http.http2MaxRequests`, { min: 0 });
+    }
   }
 
   const odPath = `${path}.outlierDetection`;
