@@ -77,6 +77,11 @@ export interface Provider {
   version: ProviderVersion;
   /** Every decoded request so far (unless `record: false`). */
   requests: ProviderRequest[];
+  /**
+   * How it answers: `ok` (normally), `error` (every call gets status 70 SERVICE_ERROR), `hang` (no call is ever
+   * answered). For resilience tests; settable at any time.
+   */
+  mode: 'ok' | 'error' | 'hang';
   /** Heartbeat events received. */
   heartbeats: number;
   /** Connections currently open / accepted in total. */
@@ -149,6 +154,7 @@ export function startProvider(opts: ProviderOptions): Promise<Provider> {
     address: self,
     version,
     requests: [],
+    mode: 'ok',
     heartbeats: 0,
     connections: () => ({ open: sockets.size, accepted }),
     resetConnections() {
@@ -214,8 +220,11 @@ export function startProvider(opts: ProviderOptions): Promise<Provider> {
       } catch {
         // an observer's exception must not break the provider
       }
-      const answer = answerFor(version, self, req);
-      if (!frame.twoWay) return;
+      const answer =
+        provider.mode === 'error'
+          ? { status: Status.SERVICE_ERROR, message: `provider ${version}@${self} is failing (mode "error")` }
+          : answerFor(version, self, req);
+      if (!frame.twoWay || provider.mode === 'hang') return;
       const reply = (): void => {
         if (answer.status === Status.OK && answer.body) write(encodeOkResponse(frame.id, answer.body));
         else write(encodeErrorResponse(frame.id, answer.status, answer.message ?? 'error'));
