@@ -238,9 +238,7 @@ export class Exchange implements UpstreamRequest, Expirable {
     this.phase = 'done';
     if (this.wheelTick >= 0) wheel.cancel(this);
     this.downstream.completed(this);
-    const stats = this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none');
-    stats[outcome].inc();
-    stats.duration.observe((performance.now() - this.start) / 1000);
+    this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none').record(outcome, (performance.now() - this.start) / 1000);
   }
 }
 

@@ -3,17 +3,10 @@ import type { CodecFactory } from './codec.js';
 import type { Cluster } from './cluster.js';
 import type { MetaFilter } from './filters/index.js';
 import { log } from './log.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics, RequestStats } from './metrics.js';
 import type { ConnectionHandler, NetworkFilterConfig } from './network-filter.js';
 import type { RouteTable } from './router.js';
 
-export interface RouteStats {
-  readonly success: { inc(): void };
-  readonly error: { inc(): void };
-  readonly business_exception: { inc(): void };
-  readonly local_reply: { inc(): void };
-  readonly duration: { observe(v: number): void };
-}
 
 /** What a listener needs from its config; the proxy rebuilds it on every apply. */
 export interface ListenerSettings extends NetworkFilterConfig {
@@ -33,7 +26,7 @@ export class ListenerRuntime {
   private readonly connections = new Set<ConnectionHandler>();
   routeTable: RouteTable | undefined;
   private settings: ListenerSettings;
-  private statsCache = new Map<string, Map<string, RouteStats>>();
+  private statsCache = new Map<string, Map<string, RequestStats>>();
   readonly decodeErrors: { inc(): void };
   private readonly connGauge: { inc(): void; dec(): void };
 
@@ -128,7 +121,7 @@ export class ListenerRuntime {
   }
 
   /** Metric children for one route × cluster, resolved once and reused. */
-  stats(route: string, cluster: string): RouteStats {
+  stats(route: string, cluster: string): RequestStats {
     let byCluster = this.statsCache.get(route);
     if (!byCluster) {
       byCluster = new Map();
@@ -136,15 +129,7 @@ export class ListenerRuntime {
     }
     let s = byCluster.get(cluster);
     if (!s) {
-      const m = this.metrics;
-      const l = [this.name, this.protocol, route, cluster] as const;
-      s = {
-        success: m.requests.labels(...l, 'success'),
-        error: m.requests.labels(...l, 'error'),
-        business_exception: m.requests.labels(...l, 'business_exception'),
-        local_reply: m.requests.labels(...l, 'local_reply'),
-        duration: m.duration.labels(...l),
-      };
+      s = this.metrics.requestStatsFor(this.name, this.protocol, route, cluster);
       byCluster.set(cluster, s);
     }
     return s;

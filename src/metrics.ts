@@ -1,4 +1,84 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+
+/** What prom-client's registry reads from a metric object when it formats a scrape. */
+interface ExportedMetric {
+  name: string;
+  help: string;
+  type: 'counter' | 'histogram';
+  aggregator: 'sum';
+  values: Array<{ labels: Record<string, string | number>; value: number; metricName?: string }>;
+}
+
+export type Outcome = 'success' | 'error' | 'business_exception' | 'local_reply';
+const OUTCOMES: readonly Outcome[] = ['success', 'error', 'business_exception', 'local_reply'];
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * Per listener × route × cluster request counts and latencies, kept as plain numbers on the hot path. prom-client's
+ * label children still hash their labels on every `inc()`/`observe()`; these are resolved once and read only when
+ * Prometheus scrapes (through the two exporters below, which the prom-client registry formats like its own).
+ */
+export class RequestStats {
+  readonly counts = [0, 0, 0, 0];
+  readonly buckets = new Float64Array(DURATION_BUCKETS.length);
+  sum = 0;
+  count = 0;
+  constructor(readonly labels: { listener: string; protocol: string; route: string; cluster: string }) {}
+
+  record(outcome: Outcome, seconds: number): void {
+    this.counts[OUTCOMES.indexOf(outcome)]!++;
+    this.sum += seconds;
+    this.count++;
+    for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+      if (seconds <= DURATION_BUCKETS[i]!) {
+        this.buckets[i]!++;
+        break;
+      }
+    }
+  }
+}
+
+/** Duck-typed prom-client metric: `waypost_requests_total` from the request stats. */
+class RequestsExporter {
+  readonly name = 'waypost_requests_total';
+  readonly help = 'Requests handled, by outcome (success, error, business_exception, local_reply)';
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  constructor(private readonly stats: readonly RequestStats[]) {}
+  get(): ExportedMetric {
+    const values: ExportedMetric['values'] = [];
+    for (const s of this.stats) {
+      OUTCOMES.forEach((outcome, i) => {
+        if (s.counts[i]! > 0) values.push({ labels: { ...s.labels, outcome }, value: s.counts[i]! });
+      });
+    }
+    return { name: this.name, help: this.help, type: 'counter', aggregator: 'sum', values };
+  }
+}
+
+/** Duck-typed prom-client metric: `waypost_request_duration_seconds` from the request stats. */
+class DurationExporter {
+  readonly name = 'waypost_request_duration_seconds';
+  readonly help = 'Time from a request frame decoded to its answer written downstream';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  constructor(private readonly stats: readonly RequestStats[]) {}
+  get(): ExportedMetric {
+    const values: ExportedMetric['values'] = [];
+    for (const s of this.stats) {
+      if (s.count === 0) continue;
+      let acc = 0;
+      DURATION_BUCKETS.forEach((le, i) => {
+        acc += s.buckets[i]!;
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le }, value: acc });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: '+Inf' }, value: s.count });
+      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sum });
+      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: s.count });
+    }
+    return { name: this.name, help: this.help, type: 'histogram', aggregator: 'sum', values };
+  }
+}
 
 /**
  * The contract's metrics (CONTRACT §5). One registry per proxy instance so that tests can run several proxies in
@@ -6,19 +86,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
-    name: 'waypost_requests_total',
-    help: 'Requests handled, by outcome (success, error, business_exception, local_reply)',
-    labelNames: ['listener', 'protocol', 'route', 'cluster', 'outcome'] as const,
-    registers: [this.registry],
-  });
-  readonly duration = new Histogram({
-    name: 'waypost_request_duration_seconds',
-    help: 'Time from a request frame decoded to its response written downstream',
-    labelNames: ['listener', 'protocol', 'route', 'cluster'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
-  });
+  private readonly requestStats: RequestStats[] = [];
+  private readonly requestStatsByKey = new Map<string, RequestStats>();
   readonly retries = new Counter({
     name: 'waypost_upstream_retries_total',
     help: 'Upstream retries',
@@ -73,4 +142,21 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+
+  constructor() {
+    this.registry.registerMetric(new RequestsExporter(this.requestStats) as never);
+    this.registry.registerMetric(new DurationExporter(this.requestStats) as never);
+  }
+
+  /** The stats of one listener × route × cluster (shared by every lookup of the same labels). */
+  requestStatsFor(listener: string, protocol: string, route: string, cluster: string): RequestStats {
+    const key = `${listener}\u0000${protocol}\u0000${route}\u0000${cluster}`;
+    let s = this.requestStatsByKey.get(key);
+    if (!s) {
+      s = new RequestStats({ listener, protocol, route, cluster });
+      this.requestStatsByKey.set(key, s);
+      this.requestStats.push(s);
+    }
+    return s;
+  }
 }
