@@ -57,6 +57,8 @@ export interface ClusterSettings {
   /** Circuit breakers: connections across the cluster, requests in flight across the cluster. */
   readonly maxConnections: number;
   readonly maxRequests: number;
+  /** Envoy `typed_extension_protocol_options`, by filter name (e.g. Redis upstream auth), as given. */
+  readonly protocolOptions: Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface ClusterContext {
@@ -176,9 +178,13 @@ export class Cluster {
     });
   }
 
-  /** The pool for `endpoint` speaking `codec`, created on first use. */
-  pool(endpoint: Endpoint, codec: CodecFactory, listenerProtocol: string): EndpointPool {
-    let pool = endpoint.pools.get(codec.name);
+  /**
+   * The pool for `endpoint` speaking `codec` (and the codec's wire variant `upstreamKey`, see Frame), created on
+   * first use.
+   */
+  pool(endpoint: Endpoint, codec: CodecFactory, listenerProtocol: string, upstreamKey?: string): EndpointPool {
+    const key = upstreamKey === undefined ? codec.name : `${codec.name}|${upstreamKey}`;
+    let pool = endpoint.pools.get(key);
     if (!pool) {
       const decodeErrors = this.decodeErrorsFor(listenerProtocol);
       pool = new EndpointPool({
@@ -196,7 +202,7 @@ export class Cluster {
           canOpen: () => this.connectionCount < this.settings.maxConnections,
         },
       });
-      endpoint.pools.set(codec.name, pool);
+      endpoint.pools.set(key, pool);
     }
     return pool;
   }
@@ -240,6 +246,7 @@ function settingsOf(r: ClusterResource): ClusterSettings {
       : undefined,
     maxConnections: thresholds?.max_connections ?? Number.POSITIVE_INFINITY,
     maxRequests: thresholds?.max_requests ?? thresholds?.max_pending_requests ?? Number.POSITIVE_INFINITY,
+    protocolOptions: r.typed_extension_protocol_options,
   };
 }
 

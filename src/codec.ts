@@ -46,6 +46,11 @@ export interface Frame {
   readonly status?: ResponseStatus;
   /** For heartbeats: true when this heartbeat expects an answer (Dubbo two-way event). */
   readonly expectsReply?: boolean;
+  /**
+   * Requests whose keys differ never share an upstream connection: for protocols whose servers speak, per
+   * connection, the variant its first bytes used (Thrift's transport and protocol). Undefined: one kind.
+   */
+  readonly upstreamKey?: string;
 }
 
 /** The generic causes of a local reply (CONTRACT §6); each codec maps them to its own native error. */
@@ -120,6 +125,12 @@ export interface CodecSession {
   heartbeatReply(heartbeat: Frame): Buffer | undefined;
   /** Bytes held for an incomplete frame (for limits and diagnostics). */
   readonly buffered: number;
+  /**
+   * Upstream sessions, optional: bytes to write first on a new connection (a login or protocol switch, e.g. Redis
+   * `AUTH` or `HELLO 3`) and how many answers to them precede the first request's. An answer with status `error`
+   * or `business_exception` closes the connection, failing what waits on it.
+   */
+  handshake?(): { readonly bytes: Buffer; readonly replies: number } | undefined;
 }
 
 export interface CodecFactory {

@@ -170,7 +170,7 @@ export class Exchange implements UpstreamRequest, Expirable {
       return;
     }
     this.endpoint = endpoint;
-    const conn = cluster.pool(endpoint, this.listener.codec, this.listener.protocol).send(this);
+    const conn = cluster.pool(endpoint, this.listener.codec, this.listener.protocol, this.frame.upstreamKey).send(this);
     if (!conn) {
       this.localReply('over_limit', `cluster ${clusterName} is at its limit of ${cluster.settings.maxConnections} connections`);
       return;
@@ -265,7 +265,7 @@ export class MirrorRequest implements UpstreamRequest, Expirable {
     const cluster = listener.clusters.get(clusterName);
     const endpoint = cluster?.pick(undefined, undefined);
     if (!cluster || !endpoint) return;
-    this.upstream = cluster.pool(endpoint, listener.codec, listener.protocol).send(this);
+    this.upstream = cluster.pool(endpoint, listener.codec, listener.protocol, this.frame.upstreamKey).send(this);
     if (this.upstream && this.expectsResponse) wheel.schedule(this, MIRROR_EXPIRY_MS);
   }
 
