@@ -1,12 +1,14 @@
 import type http from 'node:http';
 import { parseArgs } from 'node:util';
 import { compile } from '../control/index.js';
+import { DEFAULT_CONTROL_ADMIN } from '../control/xds/defaults.js';
 import { startAdmin } from './admin.js';
 import { createRegistry } from './builtin-codecs.js';
 import type { CodecRegistry } from './codec-registry.js';
 import { ConfigWatcher } from './config-watch.js';
 import { log, setLogLevel } from './log.js';
 import { ConfigRejectedError, Proxy } from './proxy.js';
+import { defaultNodeId, splitHostPort } from './xds/options.js';
 
 /** `waypost` — the command line (CONTRACT §1). Exit codes: 0 ok, 1 invalid input, 2 usage. */
 
@@ -14,11 +16,15 @@ const USAGE = `Usage: waypost <command> [options]
 
 Commands:
   proxy --config PATH...      run the data plane from CRD YAML files or directories (watched)
+  proxy --xds HOST:PORT       run the data plane from an xDS server (ADS over gRPC)
+  control --config PATH... --xds-listen HOST:PORT
+                              serve the CRDs' xDS resources over gRPC ADS (files watched)
   validate PATH...            check CRDs; one line per problem: file:doc: Kind/name: field.path: what is wrong
   translate PATH...           print the xDS resources (JSON) the CRDs produce
 
 Common options:
-  --admin HOST:PORT|off       admin API address (default 127.0.0.1:15000)
+  --admin HOST:PORT|off       admin API address (default 127.0.0.1:15000; control: 127.0.0.1:15014)
+  --node ID                   proxy --xds: the xDS node id (default waypost~<hostname>~<pid>)
   --codec MODULE              load a user codec module (repeatable)
   --bind ADDRESS              address for ServiceEntries without addresses (default 127.0.0.1)
   --max-frame-size BYTES      largest frame accepted (default 8388608)
@@ -36,6 +42,9 @@ const OPTIONS = {
   'max-frame-size': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  xds: { type: 'string' },
+  node: { type: 'string' },
+  'xds-listen': { type: 'string' },
 } as const;
 
 async function main(argv: string[]): Promise<number> {
@@ -89,16 +98,98 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'proxy': {
-      if (paths.length === 0) throw new UsageError('proxy needs --config PATH (files or directories of CRD YAML)');
+      if (values['xds-listen'] !== undefined) throw new UsageError('--xds-listen is an option of control (proxy takes --xds)');
+      if (values.xds !== undefined && paths.length > 0) throw new UsageError('proxy takes either --config PATH... or --xds HOST:PORT, not both');
+      if (values.xds === undefined && values.node !== undefined) throw new UsageError('--node goes with --xds');
+      if (values.xds !== undefined && values.bind !== undefined) {
+        throw new UsageError('--bind goes with --config (with --xds, listener addresses come from the control plane)');
+      }
+      if (values.xds === undefined && paths.length === 0) {
+        throw new UsageError('proxy needs --config PATH (files or directories of CRD YAML) or --xds HOST:PORT');
+      }
       const maxFrameSize = values['max-frame-size'] ? Number(values['max-frame-size']) : undefined;
       if (maxFrameSize !== undefined && !(Number.isInteger(maxFrameSize) && maxFrameSize > 16)) {
         throw new UsageError('--max-frame-size must be a positive integer number of bytes');
       }
-      return runProxy(paths, { bind, admin: values.admin ?? '127.0.0.1:15000', registry, maxFrameSize });
+      const admin = values.admin ?? '127.0.0.1:15000';
+      if (values.xds !== undefined) {
+        usageCheck(() => splitHostPort(values.xds!, '--xds'));
+        if (values.node === '') throw new UsageError('--node must not be empty');
+        return runXdsProxy(values.xds, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize });
+      }
+      return runProxy(paths, { bind, admin, registry, maxFrameSize });
+    }
+    case 'control': {
+      if (values.xds !== undefined || values.node !== undefined) throw new UsageError('--xds and --node are options of proxy (control takes --xds-listen)');
+      if (paths.length === 0) throw new UsageError('control needs --config PATH (files or directories of CRD YAML)');
+      if (values['xds-listen'] === undefined) throw new UsageError('control needs --xds-listen HOST:PORT (the gRPC ADS address)');
+      const xds = usageCheck(() => splitHostPort(values['xds-listen']!, '--xds-listen'));
+      const adminText = values.admin ?? DEFAULT_CONTROL_ADMIN;
+      const admin = adminText === 'off' ? undefined : usageCheck(() => splitHostPort(adminText, '--admin'));
+      return runControl(paths, { xds, admin, bind, knownCodecs: registry.names() });
     }
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
+}
+
+function usageCheck<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function startProxyAdmin(proxy: Proxy, address: string): Promise<http.Server | undefined> {
+  if (address === 'off') return undefined;
+  const m = /^(.*):(\d+)$/.exec(address);
+  if (!m) throw new UsageError(`--admin wants HOST:PORT or off, not "${address}"`);
+  return startAdmin(proxy, m[1]!.replace(/^\[|\]$/g, ''), Number(m[2]));
+}
+
+/** `waypost proxy --xds`: the data plane fed by an xDS server (src/xds/client.ts). */
+async function runXdsProxy(
+  server: string,
+  opts: { node: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined },
+): Promise<number> {
+  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize });
+  const admin = await startProxyAdmin(proxy, opts.admin);
+  const { XdsClient } = await import('./xds/client.js'); // gRPC is loaded only for --xds
+  const client = new XdsClient({ server, proxy, nodeId: opts.node });
+  log.info('xds client starting', { server, node: client.nodeId });
+  client.start();
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('shutting down', { signal });
+      void client
+        .close()
+        .then(() => {
+          admin?.close();
+          return proxy.close();
+        })
+        .then(() => resolve(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** `waypost control`: the xDS server (control/xds/). */
+async function runControl(
+  paths: string[],
+  opts: { xds: { host: string; port: number }; admin: { host: string; port: number } | undefined; bind: string; knownCodecs: string[] },
+): Promise<number> {
+  const { startControlPlane } = await import('../control/xds/control-plane.js');
+  const cp = await startControlPlane({ paths, xds: opts.xds, admin: opts.admin, bind: opts.bind, knownCodecs: opts.knownCodecs });
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('shutting down', { signal });
+      void cp.close().then(() => resolve(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
 }
 
 async function runProxy(

@@ -65,8 +65,10 @@ export function messageToJson(type: protobuf.Type, msg: object, path: string): u
     if (v === null || v === undefined) continue;
     const at = `${path}.${field.name}`;
     if (field.map) {
+      const entries = Object.entries(v as Record<string, unknown>);
+      if (entries.length === 0) continue;
       const obj: JsonObject = {};
-      for (const [k, item] of Object.entries(v as Record<string, unknown>)) obj[k] = fieldValueToJson(field, item, `${at}[${JSON.stringify(k)}]`);
+      for (const [k, item] of entries) obj[k] = fieldValueToJson(field, item, `${at}[${JSON.stringify(k)}]`);
       out[field.name] = obj;
     } else if (field.repeated) {
       const arr = v as unknown[];
@@ -431,6 +433,22 @@ export function decodeResource(expectedTypeUrl: string, any: AnyMessage, index: 
   const name = resourceName(expectedTypeUrl, msg as unknown as JsonObject);
   const json = { '@type': expectedTypeUrl, ...(messageToJson(type, msg, resourceLabel(expectedTypeUrl, name)) as JsonObject) };
   return { name, json };
+}
+
+/** JSON with object keys sorted (undefined members dropped): equal content, equal text. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return value;
+  const out: JsonObject = {};
+  for (const key of Object.keys(value).sort()) {
+    const v = (value as JsonObject)[key];
+    if (v !== undefined) out[key] = sortKeys(v);
+  }
+  return out;
 }
 
 function describe(v: unknown): string {

@@ -48,6 +48,7 @@ const ENTRY_FILES = [
   'envoy/config/route/v3/route.proto',
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/network/redis_proxy/v3/redis_proxy.proto',
   'udpa/type/v1/typed_struct.proto',
   'xds/type/v3/typed_struct.proto',
   'aeraki/meta_protocol_proxy/v1alpha/meta_protocol_proxy.proto',

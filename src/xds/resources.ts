@@ -73,6 +73,11 @@ export interface Cluster {
   lb_policy?: 'ROUND_ROBIN' | 'RANDOM' | 'LEAST_REQUEST' | 'RING_HASH' | 'MAGLEV';
   /** Inline endpoints (STATIC / DNS clusters). */
   load_assignment?: ClusterLoadAssignment;
+  /**
+   * Protocol options by filter name, as Envoy's: `envoy.filters.network.redis_proxy` holds a
+   * `RedisProtocolOptions` (`auth_password` / `auth_username` as `{inline_string}`) for the upstream AUTH.
+   */
+  typed_extension_protocol_options?: Record<string, { '@type'?: string; [k: string]: unknown }>;
 }
 
 export interface LbEndpoint {
