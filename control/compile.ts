@@ -7,7 +7,10 @@ import { checkDocuments } from './validate.js';
 import type { CrdDocument } from './types.js';
 import type { WaypostSnapshot } from './xds-ext.js';
 
-export type CompileOptions = TranslateOptions;
+export interface CompileOptions extends TranslateOptions {
+  /** Documents from other sources (Kubernetes, a Dubbo registry), validated and translated with the files'. */
+  extraDocuments?: readonly CrdDocument[];
+}
 
 export interface CompileResult {
   /** Present only when there are no errors. */
@@ -20,10 +23,11 @@ export interface CompileResult {
 }
 
 export async function compile(paths: string[], options: CompileOptions = {}): Promise<CompileResult> {
-  const loaded = await loadDocuments(paths);
-  const checked = checkDocuments(loaded.docs, options);
+  const loaded = paths.length > 0 ? await loadDocuments(paths) : { docs: [], errors: [], files: [] };
+  const docs = options.extraDocuments?.length ? [...loaded.docs, ...options.extraDocuments] : loaded.docs;
+  const checked = checkDocuments(docs, options);
   const errors = sortByDocument(loaded.files, [...loaded.errors, ...checked.errors]);
   const warnings = checked.warnings.map((w) => w.format());
-  if (errors.length > 0) return { errors, warnings, docs: loaded.docs };
-  return { snapshot: translate(loaded.docs, options), errors, warnings, docs: loaded.docs };
+  if (errors.length > 0) return { errors, warnings, docs };
+  return { snapshot: translate(docs, options), errors, warnings, docs };
 }

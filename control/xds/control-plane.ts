@@ -8,6 +8,7 @@ import { ConfigWatcher } from '../../src/config-watch.js';
 import { log } from '../../src/log.js';
 import { TYPE_SHORT } from '../../src/xds/protos.js';
 import type { ResourceSnapshot } from '../../src/xds/resources.js';
+import type { DocumentSource } from '../sources/source.js';
 import { compile } from '../compile.js';
 import { XdsServer, type XdsServerOptions } from './server.js';
 
@@ -24,6 +25,8 @@ export interface ControlPlaneOptions extends XdsServerOptions {
   knownCodecs?: string[];
   /** Config file poll interval (default 250 ms). */
   watchIntervalMs?: number;
+  /** Other CRD sources (Kubernetes, Zookeeper), merged with the files. */
+  sources?: DocumentSource[];
 }
 
 export interface ControlPlane {
@@ -44,7 +47,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let listening = false;
 
   const load = async (initial: boolean): Promise<boolean> => {
-    const result = await compile(opts.paths, { bind: opts.bind, knownCodecs: opts.knownCodecs });
+    const extraDocuments = (opts.sources ?? []).flatMap((src) => src.documents());
+    const result = await compile(opts.paths, { bind: opts.bind, knownCodecs: opts.knownCodecs, extraDocuments });
     for (const w of result.warnings) log.warn(w);
     if (!result.snapshot) {
       for (const e of result.errors) log.error(`invalid config: ${e.format()}`);
@@ -73,6 +77,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }
   };
 
+  // Sources report changes in bursts (a watch replaying a list, many providers registering): recompile once per burst.
+  let pending: NodeJS.Timeout | undefined;
+  const sourceChanged = (): void => {
+    if (pending) return;
+    pending = setTimeout(() => {
+      pending = undefined;
+      void load(false);
+    }, 100);
+  };
+  for (const src of opts.sources ?? []) await src.start(sourceChanged);
   await load(true);
   const xdsPort = await server.listen(opts.xds.host, opts.xds.port);
   listening = true;
@@ -109,6 +123,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     reload: () => load(false),
     async close() {
       watcher.stop();
+      if (pending) clearTimeout(pending);
+      await Promise.all((opts.sources ?? []).map((src) => src.close()));
       listening = false;
       server.close();
       if (admin) await new Promise<void>((r) => admin!.close(() => r()));
