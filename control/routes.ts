@@ -5,13 +5,20 @@
  * passed on as written and matches the whole value (`^(?:regex)$`).
  */
 
-import { TYPE_META_ROUTE, type HeaderMatcher, type MetaRoute } from '../src/xds/resources.js';
+import {
+  TYPE_GLOBAL_RATELIMIT,
+  TYPE_META_ROUTE,
+  type GlobalRateLimitConfig,
+  type HeaderMatcher,
+  type MetaRoute,
+} from '../src/xds/resources.js';
 import { clusterName, effectivePolicy, hashHeader } from './clusters.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { destinationPort, type ConfigModel, type MetaPort, type Service } from './model.js';
 import type {
   Destination,
   FaultInjection,
+  GlobalRateLimit,
   LocalRateLimit,
   MetaRoute as MetaRouteCrd,
   MetaRouteMatch,
@@ -163,4 +170,25 @@ function tokenBucket(b: TokenBucket): TokenBucketJson {
   return b.tokensPerFill
     ? { max_tokens: maxTokens, tokens_per_fill: b.tokensPerFill, fill_interval: fillInterval }
     : { max_tokens: maxTokens, fill_interval: fillInterval };
+}
+
+/**
+ * A MetaRouter's `globalRateLimit` as Aeraki's ratelimit filter config. `rateLimitService` names a cluster
+ * (`outbound|<port>||<host>`, Aeraki's form) or, as a Waypost extension, a `host:port` to call directly.
+ */
+export function globalRateLimitConfig(limit: GlobalRateLimit): GlobalRateLimitConfig {
+  const service = limit.rateLimitService ?? '';
+  const out: GlobalRateLimitConfig = {
+    '@type': TYPE_GLOBAL_RATELIMIT,
+    domain: limit.domain ?? '',
+    rate_limit_service: {
+      grpc_service: service.startsWith('outbound|') ? { envoy_grpc: { cluster_name: service } } : { google_grpc: { target_uri: service, stat_prefix: 'ratelimit' } },
+      transport_api_version: 'V3',
+    },
+    descriptors: (limit.descriptors ?? []).map((d) => ({ property: d.property ?? '', descriptor_key: d.descriptorKey ?? '' })),
+  };
+  if (limit.match) out.match = { metadata: headerMatchers(limit.match) };
+  if (limit.requestTimeout) out.timeout = durationJson(limit.requestTimeout);
+  if (limit.denyOnFail !== undefined) out.failure_mode_deny = limit.denyOnFail;
+  return out;
 }

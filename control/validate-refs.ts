@@ -101,6 +101,18 @@ function checkRouterReferences(model: ConfigModel, c: Checker, spec: Record<stri
     });
     checkDestinationRef(model, route.mirror, `spec.routes[${i}].mirror`, listenerPorts, error);
   });
+
+  // A global rate limit service named as a cluster must be a ServiceEntry port.
+  const limit = isMapping(spec.globalRateLimit) ? spec.globalRateLimit : undefined;
+  const service = typeof limit?.rateLimitService === 'string' ? limit.rateLimitService : undefined;
+  const m = service ? /^outbound\|(\d+)\|\|(.+)$/.exec(service) : null;
+  if (m) {
+    const svc = model.service(m[2]!);
+    if (!svc) error('spec.globalRateLimit.rateLimitService', `no ServiceEntry defines host "${m[2]}"`);
+    else if (!svc.spec.ports?.some((p) => p.number === Number(m[1]))) {
+      error('spec.globalRateLimit.rateLimitService', `ServiceEntry/${svc.doc.name} has no port ${m[1]}`);
+    }
+  }
 }
 
 function checkDestinationRef(

@@ -23,6 +23,8 @@ const ENTRIES = [
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/type/v3/token_bucket.proto',
+  'envoy/service/ratelimit/v3/rls.proto',
+  'envoy/config/ratelimit/v3/rls.proto',
   'envoy/config/accesslog/v3/accesslog.proto',
   'envoy/config/trace/v3/http_tracer.proto',
   'udpa/type/v1/typed_struct.proto',

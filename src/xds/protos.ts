@@ -55,6 +55,8 @@ const ENTRY_FILES = [
   'aeraki/meta_protocol_proxy/config/route/v1alpha/route.proto',
   'aeraki/meta_protocol_proxy/filters/local_ratelimit/v1alpha/local_ratelimit.proto',
   'aeraki/meta_protocol_proxy/filters/router/v1alpha/router.proto',
+  'aeraki/meta_protocol_proxy/filters/global_ratelimit/v1alpha/global_ratelimit.proto',
+  'envoy/service/ratelimit/v3/rls.proto',
 ];
 
 let rootCache: protobuf.Root | undefined;

@@ -169,3 +169,24 @@ export interface LocalRateLimitConfig {
   token_bucket?: TokenBucketJson;
   conditions?: Array<{ match: { metadata: HeaderMatcher[] }; token_bucket: TokenBucketJson }>;
 }
+
+export const META_FILTER_GLOBAL_RATELIMIT = 'aeraki.meta_protocol.filters.ratelimit';
+export const TYPE_GLOBAL_RATELIMIT = 'type.googleapis.com/aeraki.meta_protocol_proxy.filters.ratelimit.v1alpha.RateLimit';
+
+/**
+ * Aeraki's global `RateLimit` meta_protocol filter config (from a MetaRouter's `globalRateLimit`): requests that
+ * `match` are checked with the rate limit service, described by their metadata `property` values under
+ * `descriptor_key`s.
+ */
+export interface GlobalRateLimitConfig {
+  '@type'?: typeof TYPE_GLOBAL_RATELIMIT;
+  match?: { metadata?: HeaderMatcher[] };
+  domain: string;
+  timeout?: DurationJson;
+  failure_mode_deny?: boolean;
+  rate_limit_service: {
+    grpc_service: { envoy_grpc?: { cluster_name: string }; google_grpc?: { target_uri: string; stat_prefix?: string } };
+    transport_api_version?: 'V3';
+  };
+  descriptors: Array<{ property: string; descriptor_key: string }>;
+}

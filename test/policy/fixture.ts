@@ -27,6 +27,8 @@ export interface PolicyConfig {
   destinationRule?: Record<string, unknown>;
   /** MetaRouter spec minus `hosts`. */
   metaRouter?: Record<string, unknown>;
+  /** More documents, as written. */
+  extra?: unknown[];
 }
 
 export class PolicyFixture {
@@ -124,6 +126,7 @@ export class PolicyFixture {
     if (cfg.metaRouter) {
       docs.push({ apiVersion: 'metaprotocol.aeraki.io/v1alpha1', kind: 'MetaRouter', metadata: { name: 'svc' }, spec: { hosts: [HOST], ...cfg.metaRouter } });
     }
+    docs.push(...(cfg.extra ?? []));
     writeFileSync(path.join(this.dir, 'config.yaml'), docs.map((d) => YAML.stringify(d)).join('---\n'));
   }
 }

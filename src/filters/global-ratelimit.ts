@@ -1,0 +1,133 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Exchange } from '../exchange.js';
+import { log } from '../log.js';
+import { MetadataMatch } from '../router.js';
+import { parseDuration } from '../xds/duration.js';
+import { messageType } from '../xds/protos.js';
+import { META_FILTER_GLOBAL_RATELIMIT, type GlobalRateLimitConfig } from '../xds/resources.js';
+import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
+
+/**
+ * Aeraki's global rate limit filter: asks a rate limit service speaking Envoy's
+ * `envoy.service.ratelimit.v3.RateLimitService` (e.g. envoyproxy/ratelimit) whether a request may pass. The call is
+ * asynchronous: other requests on the connection go on meanwhile. Unlike Aeraki's filter, a config without `match`
+ * (or with an empty one) limits every request.
+ */
+
+const SERVICE = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit';
+/** Envoy's default timeout for rate limit calls. */
+const DEFAULT_TIMEOUT_MS = 20;
+
+interface RateLimitResponse {
+  overall_code?: string;
+}
+
+/** One client per rate limit service address, shared by every filter instance (config applies recreate filters). */
+const clients = new Map<string, grpc.Client>();
+
+function clientFor(address: string): grpc.Client {
+  let c = clients.get(address);
+  if (!c) {
+    c = new grpc.Client(address, grpc.credentials.createInsecure());
+    clients.set(address, c);
+  }
+  return c;
+}
+
+function serialize(value: unknown): Buffer {
+  const t = messageType('envoy.service.ratelimit.v3.RateLimitRequest');
+  return Buffer.from(t.encode(t.fromObject(value as Record<string, unknown>)).finish());
+}
+
+function deserialize(bytes: Buffer): RateLimitResponse {
+  const t = messageType('envoy.service.ratelimit.v3.RateLimitResponse');
+  return t.toObject(t.decode(bytes), { enums: String, longs: Number }) as RateLimitResponse;
+}
+
+class GlobalRateLimitFilter implements MetaFilter {
+  readonly name = META_FILTER_GLOBAL_RATELIMIT;
+  private readonly match: MetadataMatch;
+  private readonly domain: string;
+  private readonly timeoutMs: number;
+  private readonly denyOnFail: boolean;
+  private readonly descriptors: ReadonlyArray<{ property: string; key: string }>;
+  /** A cluster name (resolved per call to one of its endpoints) or a direct `host:port` target. */
+  private readonly cluster: string | undefined;
+  private readonly target: string | undefined;
+
+  constructor(cfg: GlobalRateLimitConfig) {
+    const where = META_FILTER_GLOBAL_RATELIMIT;
+    if (!cfg.domain) throw new Error(`${where}: domain is required`);
+    this.domain = cfg.domain;
+    this.match = new MetadataMatch(cfg.match?.metadata, `${where}.match.metadata`);
+    this.timeoutMs = cfg.timeout ? parseDuration(cfg.timeout) : DEFAULT_TIMEOUT_MS;
+    this.denyOnFail = cfg.failure_mode_deny === true;
+    this.descriptors = (cfg.descriptors ?? []).map((d) => ({ property: d.property.toLowerCase(), key: d.descriptor_key }));
+    if (this.descriptors.length === 0) throw new Error(`${where}: at least one descriptor is required`);
+    const grpcService = cfg.rate_limit_service?.grpc_service;
+    this.cluster = grpcService?.envoy_grpc?.cluster_name;
+    this.target = grpcService?.google_grpc?.target_uri;
+    if (!this.cluster && !this.target) {
+      throw new Error(`${where}: rate_limit_service.grpc_service needs envoy_grpc.cluster_name or google_grpc.target_uri`);
+    }
+  }
+
+  onRequest(ex: Exchange): FilterStatus {
+    const md = ex.frame.metadata;
+    if (!this.match.matches(md)) return 'continue';
+    const entries: Array<{ key: string; value: string }> = [];
+    for (const d of this.descriptors) {
+      const value = md.get(d.property);
+      if (value !== undefined) entries.push({ key: d.key, value });
+    }
+    // Nothing to describe the request by: the service could not tell it apart, so it is not limited.
+    if (entries.length === 0) return 'continue';
+    const address = this.address(ex);
+    if (!address) return this.onServiceFailure(ex, `rate limit cluster ${this.cluster} has no healthy endpoint`);
+    const request = { domain: this.domain, descriptors: [{ entries }], hits_addend: 1 };
+    clientFor(address).makeUnaryRequest(
+      SERVICE,
+      serialize,
+      deserialize,
+      request,
+      { deadline: Date.now() + this.timeoutMs },
+      (err, response) => {
+        if (ex.finished) return;
+        if (err) {
+          this.onServiceFailure(ex, `rate limit service ${address}: ${err.details || err.message}`);
+          return;
+        }
+        if (response?.overall_code === 'OVER_LIMIT') {
+          this.deny(ex, `rate limited by the global rate limit service (domain ${this.domain})`);
+          return;
+        }
+        ex.next();
+      },
+    );
+    return 'stop';
+  }
+
+  private address(ex: Exchange): string | undefined {
+    if (this.target) return this.target;
+    const endpoint = ex.listener.clusters.get(this.cluster!)?.pick(undefined, undefined);
+    return endpoint ? endpoint.key : undefined;
+  }
+
+  private onServiceFailure(ex: Exchange, why: string): FilterStatus {
+    log.warn('global rate limit check failed', { listener: ex.listener.name, error: why, deny: this.denyOnFail });
+    if (this.denyOnFail) this.deny(ex, `rate limited: ${why} (denyOnFail)`);
+    else ex.next();
+    return 'stop';
+  }
+
+  private deny(ex: Exchange, message: string): void {
+    const route = ex.matchRoute()?.name ?? 'none';
+    ex.listener.rateLimitedCounter(route).inc();
+    ex.localReply('over_limit', `${message}, route ${route}`);
+  }
+}
+
+export const globalRateLimitFilter: MetaFilterFactory = {
+  name: META_FILTER_GLOBAL_RATELIMIT,
+  create: (config) => new GlobalRateLimitFilter((config ?? {}) as GlobalRateLimitConfig),
+};
