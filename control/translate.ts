@@ -10,6 +10,7 @@
 
 import {
   FILTER_META_PROTOCOL_PROXY,
+  META_FILTER_GLOBAL_RATELIMIT,
   META_FILTER_ROUTER,
   TYPE_LISTENER,
   TYPE_META_PROTOCOL_PROXY,
@@ -19,7 +20,9 @@ import {
 } from '../src/xds/resources.js';
 import { buildServiceClusters, clusterName } from './clusters.js';
 import { bindAddresses, ConfigModel, DEFAULT_BIND, type MetaPort, type Service } from './model.js';
-import { buildRouteConfiguration, localRateLimitConfig, routeConfigName } from './routes.js';
+import { buildRouteConfiguration, globalRateLimitConfig, localRateLimitConfig, routeConfigName } from './routes.js';
+import { translateRedis } from './redis.js';
+import { translateGrpc } from './grpc.js';
 import type { CrdDocument } from './types.js';
 import { contentVersion } from './version.js';
 import { META_FILTER_LOCAL_RATELIMIT, type WaypostCluster, type WaypostRouteConfiguration, type WaypostSnapshot } from './xds-ext.js';
@@ -44,6 +47,8 @@ export function translate(docs: readonly CrdDocument[], options: TranslateOption
     const limit = model.metaRouters.get(svc.host)?.spec.localRateLimit;
     const filters: MetaFilter[] = [];
     if (limit) filters.push({ name: META_FILTER_LOCAL_RATELIMIT, config: localRateLimitConfig(svc.host, limit) });
+    const globalLimit = model.metaRouters.get(svc.host)?.spec.globalRateLimit;
+    if (globalLimit) filters.push({ name: META_FILTER_GLOBAL_RATELIMIT, config: globalRateLimitConfig(globalLimit) });
     filters.push({ name: META_FILTER_ROUTER });
     for (const port of svc.metaPorts) {
       const codec = model.codecs.get(port.protocol);
@@ -55,7 +60,18 @@ export function translate(docs: readonly CrdDocument[], options: TranslateOption
     clusters.push(...built.clusters);
     endpoints.push(...built.endpoints);
   }
-  const resources = { listeners, clusters, endpoints, routes };
+  const redis = translateRedis(model, bind);
+  listeners.push(...redis.listeners);
+  clusters.push(...redis.clusters);
+  endpoints.push(...redis.endpoints);
+  // Proxyless gRPC (grpc.ts): API listeners, Envoy RouteConfigurations, clusters. Before the rate limit service's
+  // cluster, which then is one of these when that service's port is a GRPC one.
+  const grpc = translateGrpc(model);
+  listeners.push(...grpc.listeners);
+  clusters.push(...grpc.clusters);
+  endpoints.push(...grpc.endpoints);
+  addRateLimitServiceClusters(model, clusters, endpoints);
+  const resources = { listeners, clusters, endpoints, routes, ...(grpc.routes.length > 0 ? { http_routes: grpc.routes } : {}) };
   return { version: contentVersion(resources), ...resources };
 }
 
@@ -87,4 +103,33 @@ function buildListener(svc: Service, port: MetaPort, address: string, codec: str
       },
     ],
   };
+}
+
+/**
+ * A global rate limit names its service as a cluster (`outbound|<port>||<host>`); when that port is not a
+ * MetaProtocol one (the service speaks gRPC), no cluster exists for it yet: build one from the ServiceEntry.
+ */
+function addRateLimitServiceClusters(model: ConfigModel, clusters: WaypostCluster[], endpoints: ClusterLoadAssignment[]): void {
+  const have = new Set(clusters.map((c) => c.name));
+  for (const router of model.metaRouters.values()) {
+    const name = router.spec.globalRateLimit?.rateLimitService;
+    const m = name ? /^outbound\|(\d+)\|\|(.+)$/.exec(name) : null;
+    if (!m || have.has(name!)) continue;
+    const svc = model.services.get(m[2]!);
+    const index = svc?.spec.ports?.findIndex((p) => p.number === Number(m[1])) ?? -1;
+    if (!svc || index < 0) continue;
+    const port = svc.spec.ports![index]!;
+    const only: Service = {
+      ...svc,
+      metaPorts: [{ index, number: port.number, name: port.name, protocol: 'grpc', ...(port.targetPort ? { targetPort: port.targetPort } : {}) }],
+    };
+    const built = buildServiceClusters(only, undefined);
+    const cluster = built.clusters.find((c) => c.name === name);
+    const cla = built.endpoints.find((e) => e.cluster_name === name);
+    if (cluster && cla) {
+      clusters.push(cluster);
+      endpoints.push(cla);
+      have.add(name!);
+    }
+  }
 }

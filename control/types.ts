@@ -23,9 +23,14 @@ export const KIND_SERVICE_ENTRY = 'ServiceEntry';
 export const KIND_DESTINATION_RULE = 'DestinationRule';
 export const KIND_META_ROUTER = 'MetaRouter';
 export const KIND_APPLICATION_PROTOCOL = 'ApplicationProtocol';
+export const KIND_REDIS_SERVICE = 'RedisService';
+export const KIND_REDIS_DESTINATION = 'RedisDestination';
+/** Translated for gRPC services only (control/grpc.ts); otherwise loaded and ignored with a warning. */
+export const KIND_VIRTUAL_SERVICE = 'VirtualService';
 
-const ISTIO_NETWORKING = ['networking.istio.io/v1alpha3', 'networking.istio.io/v1beta1', 'networking.istio.io/v1'];
+export const ISTIO_NETWORKING: readonly string[] = ['networking.istio.io/v1alpha3', 'networking.istio.io/v1beta1', 'networking.istio.io/v1'];
 const AERAKI_METAPROTOCOL = ['metaprotocol.aeraki.io/v1alpha1'];
+const AERAKI_REDIS = ['redis.aeraki.io/v1alpha1'];
 
 /** The kinds Waypost translates, with the apiVersions each accepts. */
 export const TRANSLATED_KINDS: Readonly<Record<string, readonly string[]>> = {
@@ -33,15 +38,12 @@ export const TRANSLATED_KINDS: Readonly<Record<string, readonly string[]>> = {
   [KIND_DESTINATION_RULE]: ISTIO_NETWORKING,
   [KIND_META_ROUTER]: AERAKI_METAPROTOCOL,
   [KIND_APPLICATION_PROTOCOL]: AERAKI_METAPROTOCOL,
+  [KIND_REDIS_SERVICE]: AERAKI_REDIS,
+  [KIND_REDIS_DESTINATION]: AERAKI_REDIS,
 };
 
-/** Kinds Istio/Aeraki users have that Waypost loads but does not translate yet. */
-export const UNTRANSLATED_KINDS: readonly string[] = [
-  'VirtualService',
-  'RedisService',
-  'RedisDestination',
-  'DubboAuthorizationPolicy',
-];
+/** Kinds Istio/Aeraki users have that Waypost loads but does not translate yet (a VirtualService: unless it is for a gRPC service). */
+export const UNTRANSLATED_KINDS: readonly string[] = ['VirtualService', 'DubboAuthorizationPolicy'];
 
 // ---- networking.istio.io ServiceEntry ----
 
@@ -215,4 +217,51 @@ export interface MetaRouterSpec {
 export interface ApplicationProtocolSpec {
   protocol: string;
   codec: string;
+}
+
+// ---- networking.istio.io VirtualService (its http routes, for proxyless gRPC: control/grpc.ts) ----
+
+/** Istio's HTTPMatchRequest, the parts gRPC's xDS clients match on. */
+export interface HttpMatchRequest {
+  name?: string;
+  /** gRPC metadata (lower-case names); `{}` means "present". */
+  headers?: Record<string, StringMatch>;
+  /** The call's path, `/<package>.<Service>/<Method>`. */
+  uri?: StringMatch;
+}
+
+export interface HttpRouteDestination {
+  destination: Destination;
+  /** Relative weight; a destination without one gets 0 when the route has several. */
+  weight?: number;
+}
+
+export interface HttpRetry {
+  attempts?: number;
+  perTryTimeout?: string;
+  /** Comma list of Envoy retry conditions, gRPC status names (`unavailable` …) or HTTP status codes. */
+  retryOn?: string;
+}
+
+export interface HttpFaultInjection {
+  delay?: { fixedDelay?: string; percentage?: Percent };
+  /** One of `httpStatus` or `grpcStatus` (a code name such as `UNAVAILABLE`). */
+  abort?: { httpStatus?: number; grpcStatus?: string; percentage?: Percent };
+}
+
+/** Istio's HTTPRoute. */
+export interface VirtualServiceHttpRoute {
+  name?: string;
+  match?: HttpMatchRequest[];
+  route: HttpRouteDestination[];
+  timeout?: string;
+  retries?: HttpRetry;
+  fault?: HttpFaultInjection;
+}
+
+export interface VirtualServiceSpec {
+  hosts: string[];
+  gateways?: string[];
+  http?: VirtualServiceHttpRoute[];
+  exportTo?: string[];
 }

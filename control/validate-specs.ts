@@ -50,6 +50,7 @@ export function checkServiceEntry(c: Checker, raw: unknown): void {
   }
 
   const portNames = new Set<string>();
+  /** Ports Waypost serves (MetaProtocol and Redis): they bind each address and need endpoints. */
   let metaPorts = 0;
   const ports = c.list(spec.ports, 'spec.ports', true);
   if (ports && ports.length === 0) c.error('spec.ports', 'must list at least one port');
@@ -76,11 +77,9 @@ export function checkServiceEntry(c: Checker, raw: unknown): void {
         c.error(`${path}.name`, `"${name}" is not a valid port name: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`);
       }
       const kind = classifyPort(name);
-      if (kind.kind === 'metaprotocol') metaPorts++;
+      if (kind.kind === 'metaprotocol' || kind.kind === 'redis') metaPorts++;
       else if (kind.kind === 'metaprotocol-without-protocol') {
         c.error(`${path}.name`, `"${name}" names no protocol: write tcp-metaprotocol-<protocol>[-suffix], e.g. tcp-metaprotocol-dubbo`);
-      } else if (kind.kind === 'redis') {
-        c.warn(`${path}.name`, `Redis ports are not translated yet: no listener for port ${number ?? '?'}`);
       }
     }
     const protocol = c.string(port.protocol, `${path}.protocol`);
@@ -336,7 +335,6 @@ export function checkMetaRouter(c: Checker, raw: unknown): void {
   }
   if (spec.globalRateLimit != null) {
     checkGlobalRateLimit(c, spec.globalRateLimit, 'spec.globalRateLimit');
-    c.warn('spec.globalRateLimit', 'global rate limits are not translated yet: ignored');
   }
 }
 
@@ -531,7 +529,10 @@ function checkGlobalRateLimit(c: Checker, raw: unknown, path: string): void {
   const limit = c.mapping(raw, path);
   if (!limit) return;
   c.string(limit.domain, `${path}.domain`, true);
-  c.string(limit.rateLimitService, `${path}.rateLimitService`, true);
+  const service = c.string(limit.rateLimitService, `${path}.rateLimitService`, true);
+  if (service !== undefined && !/^outbound\|\d+\|[^|]*\|[^|]+$/.test(service) && !/^[^\s|]+:\d+$/.test(service)) {
+    c.error(`${path}.rateLimitService`, `must be a cluster name (outbound|<port>||<host>) or host:port, not "${service}"`);
+  }
   checkMatch(c, limit.match, `${path}.match`);
   c.duration(limit.requestTimeout, `${path}.requestTimeout`);
   c.boolean(limit.denyOnFail, `${path}.denyOnFail`);

@@ -10,11 +10,16 @@ import { sortByDocument, type ConfigError } from './errors.js';
 import { ConfigModel, DEFAULT_BIND, isTranslated } from './model.js';
 import { checkReferences } from './validate-refs.js';
 import { checkApplicationProtocol, checkDestinationRule, checkMetaRouter, checkServiceEntry } from './validate-specs.js';
+import { checkRedisDestination, checkRedisReferences, checkRedisService } from './redis.js';
+import { checkGrpc } from './grpc.js';
 import {
   KIND_APPLICATION_PROTOCOL,
   KIND_DESTINATION_RULE,
   KIND_META_ROUTER,
+  KIND_REDIS_DESTINATION,
+  KIND_REDIS_SERVICE,
   KIND_SERVICE_ENTRY,
+  KIND_VIRTUAL_SERVICE,
   TRANSLATED_KINDS,
   UNTRANSLATED_KINDS,
   type CrdDocument,
@@ -67,14 +72,26 @@ export function checkDocuments(docs: readonly CrdDocument[], options: ValidateOp
         case KIND_APPLICATION_PROTOCOL:
           checkApplicationProtocol(c, doc.spec);
           break;
+        case KIND_REDIS_SERVICE:
+          checkRedisService(c, doc.spec);
+          break;
+        case KIND_REDIS_DESTINATION:
+          checkRedisDestination(c, doc.spec);
+          break;
       }
+    } else if (doc.kind === KIND_VIRTUAL_SERVICE) {
+      // checkGrpc (below) validates one for a gRPC service, and warns about any other that it is ignored.
     } else if (UNTRANSLATED_KINDS.includes(doc.kind)) {
       c.warn('', `${doc.kind} is not translated yet: ignored`);
     } else {
       c.warn('kind', `unknown kind "${doc.kind}"${doc.apiVersion ? ` (${doc.apiVersion})` : ''}: ignored`);
     }
   }
-  checkReferences(new ConfigModel(docs), { bind: options.bind ?? DEFAULT_BIND, knownCodecs: options.knownCodecs }, errors, warnings);
+  const model = new ConfigModel(docs);
+  const refOptions = { bind: options.bind ?? DEFAULT_BIND, knownCodecs: options.knownCodecs };
+  checkReferences(model, refOptions, errors, warnings);
+  checkRedisReferences(model, refOptions, errors, warnings);
+  checkGrpc(model, errors, warnings);
   const files = docs.map((d) => d.file);
   return { errors: sortByDocument(files, errors), warnings: sortByDocument(files, warnings) };
 }

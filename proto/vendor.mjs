@@ -22,6 +22,7 @@ const ENTRIES = [
   'envoy/config/route/v3/route.proto',
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/http/fault/v3/fault.proto',
   'envoy/type/v3/token_bucket.proto',
   'envoy/service/ratelimit/v3/rls.proto',
   'envoy/config/ratelimit/v3/rls.proto',

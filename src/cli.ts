@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { parseArgs } from 'node:util';
 import { compile } from '../control/index.js';
+import type { DocumentSource } from '../control/sources/source.js';
 import { DEFAULT_CONTROL_ADMIN } from '../control/xds/defaults.js';
 import { startAdmin } from './admin.js';
 import { createRegistry } from './builtin-codecs.js';
@@ -19,6 +20,8 @@ Commands:
   proxy --xds HOST:PORT       run the data plane from an xDS server (ADS over gRPC)
   control --config PATH... --xds-listen HOST:PORT
                               serve the CRDs' xDS resources over gRPC ADS (files watched)
+    [--kubernetes [--kubeconfig PATH]]   also the CRDs, Services and EndpointSlices of a Kubernetes API server
+    [--zookeeper HOST:PORT]              also the Dubbo providers registered in ZooKeeper (as ServiceEntries)
   validate PATH...            check CRDs; one line per problem: file:doc: Kind/name: field.path: what is wrong
   translate PATH...           print the xDS resources (JSON) the CRDs produce
 
@@ -45,6 +48,9 @@ const OPTIONS = {
   xds: { type: 'string' },
   node: { type: 'string' },
   'xds-listen': { type: 'string' },
+  kubernetes: { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+  zookeeper: { type: 'string' },
 } as const;
 
 async function main(argv: string[]): Promise<number> {
@@ -121,12 +127,20 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'control': {
       if (values.xds !== undefined || values.node !== undefined) throw new UsageError('--xds and --node are options of proxy (control takes --xds-listen)');
-      if (paths.length === 0) throw new UsageError('control needs --config PATH (files or directories of CRD YAML)');
+      if (values.kubeconfig !== undefined && !values.kubernetes) throw new UsageError('--kubeconfig goes with --kubernetes');
+      if (values.zookeeper !== undefined && !/^[^,\s]+:\d+(,[^,\s]+:\d+)*(\/\S*)?$/.test(values.zookeeper)) {
+        throw new UsageError(`--zookeeper wants HOST:PORT[,HOST:PORT…], not "${values.zookeeper}"`);
+      }
+      if (paths.length === 0 && !values.kubernetes && values.zookeeper === undefined) {
+        throw new UsageError('control needs --config PATH (files or directories of CRD YAML), --kubernetes or --zookeeper HOST:PORT');
+      }
       if (values['xds-listen'] === undefined) throw new UsageError('control needs --xds-listen HOST:PORT (the gRPC ADS address)');
       const xds = usageCheck(() => splitHostPort(values['xds-listen']!, '--xds-listen'));
       const adminText = values.admin ?? DEFAULT_CONTROL_ADMIN;
       const admin = adminText === 'off' ? undefined : usageCheck(() => splitHostPort(adminText, '--admin'));
-      return runControl(paths, { xds, admin, bind, knownCodecs: registry.names() });
+      const sources = await controlSources({ kubernetes: values.kubernetes ?? false, kubeconfig: values.kubeconfig, zookeeper: values.zookeeper });
+      if (!sources) return 1;
+      return runControl(paths, { xds, admin, bind, knownCodecs: registry.names(), sources });
     }
     default:
       throw new UsageError(`unknown command "${command}"`);
@@ -175,13 +189,40 @@ async function runXdsProxy(
   });
 }
 
+/** `control --kubernetes` / `--zookeeper`: the document sources (control/sources/); undefined (logged) when one cannot be set up. */
+async function controlSources(opts: { kubernetes: boolean; kubeconfig: string | undefined; zookeeper: string | undefined }): Promise<DocumentSource[] | undefined> {
+  const sources: DocumentSource[] = [];
+  try {
+    if (opts.kubernetes) {
+      const { KubernetesSource } = await import('../control/sources/kubernetes.js');
+      sources.push(new KubernetesSource({ kubeconfig: opts.kubeconfig }));
+    }
+    if (opts.zookeeper !== undefined) {
+      const { ZookeeperSource } = await import('../control/sources/zookeeper.js');
+      const { zookeeperModule } = await import('../control/sources/zk-client.js');
+      zookeeperModule(); // fail now, not at the first connect, when the client library is missing
+      sources.push(new ZookeeperSource({ address: opts.zookeeper }));
+    }
+  } catch (err) {
+    process.stderr.write(`waypost: ${(err as Error).message}\n`);
+    return undefined;
+  }
+  return sources;
+}
+
 /** `waypost control`: the xDS server (control/xds/). */
 async function runControl(
   paths: string[],
-  opts: { xds: { host: string; port: number }; admin: { host: string; port: number } | undefined; bind: string; knownCodecs: string[] },
+  opts: {
+    xds: { host: string; port: number };
+    admin: { host: string; port: number } | undefined;
+    bind: string;
+    knownCodecs: string[];
+    sources: DocumentSource[];
+  },
 ): Promise<number> {
   const { startControlPlane } = await import('../control/xds/control-plane.js');
-  const cp = await startControlPlane({ paths, xds: opts.xds, admin: opts.admin, bind: opts.bind, knownCodecs: opts.knownCodecs });
+  const cp = await startControlPlane({ paths, xds: opts.xds, admin: opts.admin, bind: opts.bind, knownCodecs: opts.knownCodecs, sources: opts.sources });
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       log.info('shutting down', { signal });

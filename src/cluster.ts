@@ -59,6 +59,8 @@ export interface ClusterSettings {
   readonly maxRequests: number;
   /** Envoy `typed_extension_protocol_options`, by filter name (e.g. Redis upstream auth), as given. */
   readonly protocolOptions: Readonly<Record<string, unknown>> | undefined;
+  /** Envoy `cluster_type.name` of a custom cluster type (`envoy.clusters.redis`), if any. */
+  readonly clusterType: string | undefined;
 }
 
 export interface ClusterContext {
@@ -247,6 +249,7 @@ function settingsOf(r: ClusterResource): ClusterSettings {
     maxConnections: thresholds?.max_connections ?? Number.POSITIVE_INFINITY,
     maxRequests: thresholds?.max_requests ?? thresholds?.max_pending_requests ?? Number.POSITIVE_INFINITY,
     protocolOptions: r.typed_extension_protocol_options,
+    clusterType: r.cluster_type?.name,
   };
 }
 

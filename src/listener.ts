@@ -59,6 +59,10 @@ export class ListenerRuntime {
   get networkFilter(): string {
     return this.settings.networkFilter;
   }
+  /** The current settings: network filters with config of their own read it per request, so open connections follow changes. */
+  get config(): ListenerSettings {
+    return this.settings;
+  }
   get address(): string {
     return `${this.settings.host}:${this.boundPort ?? this.settings.port}`;
   }

@@ -63,7 +63,8 @@ export class Proxy {
     let tables: Map<string, RouteTable>;
     try {
       tables = new Map(snapshot.routes.map((r) => [r.name, RouteTable.compile(r)]));
-      prepared = snapshot.listeners.map((l) => this.prepareListener(l));
+      // API listeners (proxyless gRPC's `host:port`, no address) are for gRPC clients to read, not for us to bind.
+      prepared = snapshot.listeners.filter((l) => !(l.api_listener && !l.address)).map((l) => this.prepareListener(l));
     } catch (err) {
       this.metrics.configApplies.labels('rejected').inc();
       throw new ConfigRejectedError([(err as Error).message]);

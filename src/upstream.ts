@@ -73,6 +73,8 @@ export class UpstreamConnection {
   private readonly fifo: UpstreamRequest[] = [];
   private fifoHead = 0;
   private nextId = 1;
+  /** Answers to the session's handshake still to come (they precede every request's). */
+  private handshakeReplies = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private readonly onFrameBound = (f: Frame): void => this.onFrame(f);
 
@@ -80,6 +82,11 @@ export class UpstreamConnection {
     this.session = opts.codec.create({ maxFrameSize: opts.maxFrameSize, side: 'upstream' });
     this.socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
     this.outbox = new Outbox(this.socket);
+    const handshake = this.session.handshake?.();
+    if (handshake) {
+      this.handshakeReplies = handshake.replies;
+      this.outbox.write(handshake.bytes);
+    }
     this.connectTimer = setTimeout(() => {
       this.fail('no_healthy_upstream', `connect timeout after ${opts.connectTimeoutMs} ms to ${this.describe()}`);
     }, opts.connectTimeoutMs);
@@ -170,6 +177,14 @@ export class UpstreamConnection {
     }
     if (frame.type === 'request' || frame.type === 'oneway') {
       log.debug('ignoring a request sent by an upstream', { cluster: this.opts.cluster });
+      return;
+    }
+    if (this.handshakeReplies > 0) {
+      this.handshakeReplies--;
+      if (frame.status === 'error' || frame.status === 'business_exception') {
+        const answer = frame.raw.toString('utf8', 0, Math.min(frame.raw.length, 200)).replace(/\s+/g, ' ').trim();
+        this.fail('no_healthy_upstream', `handshake refused by ${this.describe()}: ${answer}`);
+      }
       return;
     }
     let req: UpstreamRequest | undefined;

@@ -29,7 +29,7 @@ import {
 } from '../../src/xds/ads.js';
 import { encodeResource, resourceName, type AnyMessage, type JsonObject } from '../../src/xds/convert.js';
 import { TYPE_SHORT, XDS_TYPES } from '../../src/xds/protos.js';
-import { TYPE_CLUSTER, TYPE_ENDPOINTS, TYPE_LISTENER, TYPE_META_ROUTE, type ResourceSnapshot } from '../../src/xds/resources.js';
+import { TYPE_CLUSTER, TYPE_ENDPOINTS, TYPE_HTTP_ROUTE, TYPE_LISTENER, TYPE_META_ROUTE, type ResourceSnapshot } from '../../src/xds/resources.js';
 import { canonicalJson } from '../version.js';
 import { SyncStatus } from './status.js';
 
@@ -59,12 +59,13 @@ interface TypeTable {
   resources: Map<string, StoredResource>;
 }
 
-/** Where each ResourceSnapshot list goes. */
-export const SNAPSHOT_TYPES: ReadonlyArray<{ typeUrl: string; key: 'listeners' | 'clusters' | 'endpoints' | 'routes' }> = [
+/** Where each ResourceSnapshot list goes (`http_routes`, proxyless gRPC's, is optional). */
+export const SNAPSHOT_TYPES: ReadonlyArray<{ typeUrl: string; key: 'listeners' | 'clusters' | 'endpoints' | 'routes' | 'http_routes' }> = [
   { typeUrl: TYPE_CLUSTER, key: 'clusters' },
   { typeUrl: TYPE_ENDPOINTS, key: 'endpoints' },
   { typeUrl: TYPE_LISTENER, key: 'listeners' },
   { typeUrl: TYPE_META_ROUTE, key: 'routes' },
+  { typeUrl: TYPE_HTTP_ROUTE, key: 'http_routes' },
 ];
 
 function hash(text: string): string {
@@ -115,11 +116,15 @@ export class XdsServer {
   }
 
   /**
-   * Serves `snapshot` (all four types at once). Throws (and changes nothing) when a resource cannot be encoded.
+   * Serves `snapshot` (all its types at once). Throws (and changes nothing) when a resource cannot be encoded.
    * Returns the type URLs whose version changed.
    */
   setSnapshot(snapshot: ResourceSnapshot): string[] {
-    const encoded = SNAPSHOT_TYPES.map(({ typeUrl, key }) => ({ typeUrl, table: this.encodeTable(typeUrl, snapshot[key] as unknown as JsonObject[]) }));
+    // An optional list that is absent is served as empty once its type has been served (its resources are gone).
+    const encoded = SNAPSHOT_TYPES.filter(({ typeUrl, key }) => snapshot[key] !== undefined || this.tables.has(typeUrl)).map(({ typeUrl, key }) => ({
+      typeUrl,
+      table: this.encodeTable(typeUrl, (snapshot[key] ?? []) as unknown as JsonObject[]),
+    }));
     this.snapshotVersion = snapshot.version;
     const changed: string[] = [];
     for (const { typeUrl, table } of encoded) if (this.install(typeUrl, table)) changed.push(typeUrl);

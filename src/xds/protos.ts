@@ -12,6 +12,7 @@ import protobuf from 'protobufjs';
 import {
   TYPE_CLUSTER,
   TYPE_ENDPOINTS,
+  TYPE_HTTP_ROUTE,
   TYPE_LISTENER,
   TYPE_LOCAL_RATELIMIT,
   TYPE_META_PROTOCOL_PROXY,
@@ -27,8 +28,11 @@ export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryServic
 export const ADS_SOTW_PATH = `/${ADS_SERVICE}/StreamAggregatedResources`;
 export const ADS_DELTA_PATH = `/${ADS_SERVICE}/DeltaAggregatedResources`;
 
-/** The resource types Waypost serves and consumes, in the order a push sends them (make before break). */
-export const XDS_TYPES = [TYPE_CLUSTER, TYPE_ENDPOINTS, TYPE_LISTENER, TYPE_META_ROUTE] as const;
+/**
+ * The resource types Waypost serves, in the order a push sends them (make before break). The data plane consumes
+ * the first four; Envoy's HTTP RouteConfiguration is for proxyless gRPC clients.
+ */
+export const XDS_TYPES = [TYPE_CLUSTER, TYPE_ENDPOINTS, TYPE_LISTENER, TYPE_META_ROUTE, TYPE_HTTP_ROUTE] as const;
 export type XdsTypeUrl = (typeof XDS_TYPES)[number];
 
 /** Short names for logs and the admin pages. */
@@ -37,6 +41,7 @@ export const TYPE_SHORT: Readonly<Record<string, string>> = {
   [TYPE_CLUSTER]: 'CDS',
   [TYPE_ENDPOINTS]: 'EDS',
   [TYPE_META_ROUTE]: 'RDS',
+  [TYPE_HTTP_ROUTE]: 'HTTP-RDS',
 };
 
 /** Files loaded (and everything they import). */
@@ -48,6 +53,7 @@ const ENTRY_FILES = [
   'envoy/config/route/v3/route.proto',
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/http/fault/v3/fault.proto',
   'envoy/extensions/filters/network/redis_proxy/v3/redis_proxy.proto',
   'udpa/type/v1/typed_struct.proto',
   'xds/type/v3/typed_struct.proto',
@@ -122,4 +128,5 @@ export const KNOWN_TYPE_URLS = [
   TYPE_META_PROTOCOL_PROXY,
   TYPE_LOCAL_RATELIMIT,
   TYPE_META_ROUTER_FILTER,
+  TYPE_HTTP_ROUTE,
 ] as const;

@@ -39,11 +39,17 @@ export interface NetworkFilter {
   typed_config: MetaProtocolProxyConfig | { '@type': string; [k: string]: unknown };
 }
 
+/**
+ * A socket listener has `address` and `filter_chains`. An API listener (proxyless gRPC: named `host:port`, what a
+ * gRPC client's `xds:///host:port` target asks for) has `api_listener`, no address and no filter chains (an empty
+ * list, which is also what a decoded one without the field means); the Waypost data plane skips it.
+ */
 export interface Listener {
   '@type'?: typeof TYPE_LISTENER;
   name: string;
-  address: SocketAddress;
+  address?: SocketAddress;
   filter_chains: Array<{ filters: NetworkFilter[] }>;
+  api_listener?: { api_listener: HttpConnectionManagerConfig };
 }
 
 /** Envoy `type.v3.FractionalPercent`: `numerator / denominator`. */
@@ -78,6 +84,8 @@ export interface Cluster {
    * `RedisProtocolOptions` (`auth_password` / `auth_username` as `{inline_string}`) for the upstream AUTH.
    */
   typed_extension_protocol_options?: Record<string, { '@type'?: string; [k: string]: unknown }>;
+  /** A custom cluster type, as Envoy's (`envoy.clusters.redis`: a Redis Cluster, slots discovered from its nodes). */
+  cluster_type?: { name: string; typed_config?: unknown };
 }
 
 export interface LbEndpoint {
@@ -91,7 +99,11 @@ export interface LbEndpoint {
 export interface ClusterLoadAssignment {
   '@type'?: typeof TYPE_ENDPOINTS;
   cluster_name: string;
-  endpoints: Array<{ lb_endpoints: LbEndpoint[]; locality?: Record<string, string> }>;
+  /**
+   * Per locality. gRPC's xDS clients need `locality` set and a `load_balancing_weight` (a locality without one is
+   * skipped); the Waypost data plane reads only `lb_endpoints`.
+   */
+  endpoints: Array<{ lb_endpoints: LbEndpoint[]; locality?: { region?: string; zone?: string; sub_zone?: string }; load_balancing_weight?: number }>;
 }
 
 /** Envoy v3 `config.route.v3.HeaderMatcher`, as Aeraki uses it for metadata matching. */
@@ -139,13 +151,78 @@ export interface MetaRouteConfiguration {
   routes: MetaRoute[];
 }
 
-/** Everything the data plane needs, as an xDS server's four resource types. */
+/** Everything the data plane needs, as an xDS server's four resource types (and proxyless gRPC's routes). */
 export interface ResourceSnapshot {
   version: string;
   listeners: Listener[];
   clusters: Cluster[];
   endpoints: ClusterLoadAssignment[];
+  /** Aeraki MetaProtocol RouteConfigurations (RDS, {@link TYPE_META_ROUTE}). */
   routes: MetaRouteConfiguration[];
+  /**
+   * Envoy HTTP RouteConfigurations (RDS, {@link TYPE_HTTP_ROUTE}) for proxyless gRPC clients; absent when there are
+   * none. The Waypost data plane does not use them.
+   */
+  http_routes?: HttpRouteConfiguration[];
+}
+
+// ---- proxyless gRPC: Envoy's HTTP connection manager and HTTP routes, as gRPC's xDS clients read them ----
+
+export const TYPE_HTTP_ROUTE = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
+export const TYPE_HTTP_CONNECTION_MANAGER = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+export const TYPE_HTTP_ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+export const TYPE_HTTP_FAULT = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
+export const FILTER_HTTP_ROUTER = 'envoy.filters.http.router';
+export const FILTER_HTTP_FAULT = 'envoy.filters.http.fault';
+
+/** Envoy `HttpConnectionManager`, as an API listener carries it. */
+export interface HttpConnectionManagerConfig {
+  '@type': typeof TYPE_HTTP_CONNECTION_MANAGER;
+  stat_prefix?: string;
+  rds?: { config_source: { ads?: Record<string, never>; resource_api_version?: 'V3' }; route_config_name: string };
+  route_config?: HttpRouteConfiguration;
+  /** The router last; gRPC requires it. */
+  http_filters: Array<{ name: string; typed_config: { '@type': string; [k: string]: unknown }; is_optional?: boolean }>;
+}
+
+/** Envoy `extensions.filters.http.fault.v3.HTTPFault` (the filter's config and a route's override). */
+export interface HttpFault {
+  '@type'?: typeof TYPE_HTTP_FAULT;
+  delay?: { fixed_delay: DurationJson; percentage?: FractionalPercent };
+  abort?: { http_status?: number; grpc_status?: number; percentage?: FractionalPercent };
+}
+
+export interface HttpRouteAction {
+  cluster?: string;
+  /** gRPC reads the weights as relative (total_weight is deprecated and not sent). */
+  weighted_clusters?: { clusters: Array<{ name: string; weight: number }> };
+  /** Envoy's whole-request timeout; gRPC ignores it and reads `max_stream_duration`. */
+  timeout?: DurationJson;
+  max_stream_duration?: { max_stream_duration?: DurationJson; grpc_timeout_header_max?: DurationJson };
+  /** `retry_on`: comma list without spaces (gRPC splits on ',' alone). */
+  retry_policy?: { retry_on: string; num_retries?: number; per_try_timeout?: DurationJson };
+  hash_policy?: Array<{ header: { header_name: string } }>;
+}
+
+export interface HttpRoute {
+  name?: string;
+  match: { prefix?: string; path?: string; safe_regex?: { regex: string }; headers?: HeaderMatcher[] };
+  route: HttpRouteAction;
+  /** By HTTP filter name: `envoy.filters.http.fault` takes an {@link HttpFault}. */
+  typed_per_filter_config?: Record<string, HttpFault | { '@type': string; [k: string]: unknown }>;
+}
+
+export interface VirtualHost {
+  name: string;
+  domains: string[];
+  routes: HttpRoute[];
+}
+
+/** Envoy `config.route.v3.RouteConfiguration` ({@link TYPE_HTTP_ROUTE}). */
+export interface HttpRouteConfiguration {
+  '@type'?: typeof TYPE_HTTP_ROUTE;
+  name: string;
+  virtual_hosts: VirtualHost[];
 }
 
 export const META_FILTER_LOCAL_RATELIMIT = 'aeraki.meta_protocol.filters.local_ratelimit';

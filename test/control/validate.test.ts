@@ -445,6 +445,30 @@ const cases: Case[] = [
     ],
   },
   {
+    name: 'MetaRouter: a global rate limit service is a ServiceEntry port or host:port',
+    yaml: docs(
+      ...BASE,
+      metaRouter(`  routes: [{name: r, route: [{destination: {host: ${HOST}}}]}]
+  globalRateLimit:
+    domain: production
+    rateLimitService: outbound|8081||nowhere.example.com
+    descriptors: [{property: method, descriptorKey: method}]`),
+    ),
+    errors: ['@:2: MetaRouter/mr: spec.globalRateLimit.rateLimitService: no ServiceEntry defines host "nowhere.example.com"'],
+  },
+  {
+    name: 'MetaRouter: a global rate limit service must be a cluster name or host:port',
+    yaml: docs(
+      ...BASE,
+      metaRouter(`  routes: [{name: r, route: [{destination: {host: ${HOST}}}]}]
+  globalRateLimit:
+    domain: production
+    rateLimitService: just-a-name
+    descriptors: [{property: method, descriptorKey: method}]`),
+    ),
+    errors: ['@:2: MetaRouter/mr: spec.globalRateLimit.rateLimitService: must be a cluster name (outbound|<port>||<host>) or host:port, not "just-a-name"'],
+  },
+  {
     name: 'MetaRouter: destination hosts, ports and subsets must exist',
     yaml: docs(
       ...BASE,
@@ -644,7 +668,7 @@ describe('warnings', () => {
       DEMO_SE,
       'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {}',
       'apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: vs}\nspec: {hosts: [a]}',
-      'apiVersion: redis.aeraki.io/v1alpha1\nkind: RedisService\nmetadata: {name: redis}\nspec: {}',
+      'apiVersion: security.aeraki.io/v1alpha1\nkind: DubboAuthorizationPolicy\nmetadata: {name: authz}\nspec: {}',
     );
     const result = await compileYaml(yaml);
     expect(result.errors).toEqual([]);
@@ -652,11 +676,11 @@ describe('warnings', () => {
     expect(result.warnings.map((w) => w.replaceAll(result.file, '@'))).toEqual([
       '@:1: Deployment/web: kind: unknown kind "Deployment" (apps/v1): ignored',
       '@:2: VirtualService/vs: VirtualService is not translated yet: ignored',
-      '@:3: RedisService/redis: RedisService is not translated yet: ignored',
+      '@:3: DubboAuthorizationPolicy/authz: DubboAuthorizationPolicy is not translated yet: ignored',
     ]);
   });
 
-  it('flags routes after a catch-all route, global rate limits, workloadSelector, Redis ports and unused rules', async () => {
+  it('flags routes after a catch-all route, workloadSelector and unused rules (a Redis port and a global rate limit are served)', async () => {
     const yaml = docs(
       DEMO_SE.replace('    - number: 20880', '    - number: 6379\n      name: tcp-redis\n    - number: 20880'),
       DEMO_DR,
@@ -668,7 +692,7 @@ describe('warnings', () => {
       route: [{destination: {host: ${HOST}, subset: v2}}]
   globalRateLimit:
     domain: production
-    rateLimitService: outbound|8081||rate-limit-server.example.com
+    rateLimitService: rate-limit-server.example.com:8081
     descriptors: [{property: method, descriptorKey: method}]`),
       se(`  hosts: [selected.example.com]
   ports: [{number: 20990, name: tcp-metaprotocol-dubbo}]
@@ -677,9 +701,7 @@ describe('warnings', () => {
       dr('  host: nowhere.example.com', 'orphan'),
     );
     expect(await warningLines(yaml)).toEqual([
-      '@:0: ServiceEntry/dubbo-demoservice: spec.ports[0].name: Redis ports are not translated yet: no listener for port 6379',
       '@:2: MetaRouter/mr: spec.routes[1]: unreachable: spec.routes[0] has no match and takes every request before it',
-      '@:2: MetaRouter/mr: spec.globalRateLimit: global rate limits are not translated yet: ignored',
       '@:3: ServiceEntry/se: spec.workloadSelector: Waypost has no workload registry, so the service has no endpoints: list them in spec.endpoints',
       '@:4: DestinationRule/orphan: spec.host: no ServiceEntry defines host "nowhere.example.com": the DestinationRule is not used',
     ]);

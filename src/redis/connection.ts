@@ -1,0 +1,1179 @@
+/**
+ * One Redis client connection through the proxy: commands are decoded, answered locally or routed by key prefix to
+ * an upstream pool, and their replies written back strictly in command order — whatever order the upstreams answer
+ * in. Each command is one {@link Command} object that is also its own upstream callback and timer item, so the hot
+ * path makes no closures or promises per command. Multi-key commands that span routes (MGET, MSET, DEL, EXISTS,
+ * UNLINK, TOUCH) fan out as {@link Part}s and are reassembled.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type net from 'node:net';
+import { CodecError, EMPTY_METADATA, type CodecSession, type Frame, type LocalReplyKind, type MessageType } from '../codec.js';
+import type { Cluster, Endpoint } from '../cluster.js';
+import { wheel } from '../exchange.js';
+import type { ListenerRuntime } from '../listener.js';
+import { log } from '../log.js';
+import type { ConnectionHandler } from '../network-filter.js';
+import { Outbox } from '../outbox.js';
+import type { Expirable } from '../timer-wheel.js';
+import type { EndpointPool, UpstreamConnection, UpstreamRequest } from '../upstream.js';
+import { describeRequest, type RedisRequest, redisCodec, skipValue, valueStart } from '../../codecs/redis/index.js';
+import { KEY_ERROR_ARITY, KEY_ERROR_NUMKEYS, NO_KEY } from '../../codecs/redis/request.js';
+import {
+  ARRAY,
+  BLOB_ERROR,
+  ERROR,
+  INTEGER,
+  arrayHeader,
+  bulkReply,
+  encodeCommand,
+  errorReply,
+  integerReply,
+  mapHeader,
+  nullReply,
+  OK,
+  parseInteger,
+  PONG,
+  simpleReply,
+  type Piece,
+} from '../../codecs/redis/resp.js';
+import type { RedisProxySettings } from './config.js';
+import { ASKING, isRedisCluster, keySlot, redirectionOf, slotMapOf, type Redirection } from './cluster-mode.js';
+import type { MirrorPolicy, RedisRoute } from './router.js';
+import { upstreamCodec } from './upstream.js';
+
+/** What a listener serving redis_proxy carries in its settings (read per chunk, so config changes apply at once). */
+export interface RedisListenerConfig {
+  readonly redis?: RedisProxySettings;
+}
+
+/** Encodes frames for upstream writes: Redis frames go as their bytes. */
+const WIRE: CodecSession = redisCodec.create({ maxFrameSize: Number.MAX_SAFE_INTEGER, side: 'downstream' });
+
+/** Commands in flight per connection before the proxy stops reading from the client until replies drain. */
+const MAX_IN_FLIGHT = 16_384;
+/** Unwritten reply bytes per connection before the proxy stops reading from the client. */
+const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
+/** Redirections (MOVED/ASK) followed for one command before its last answer is passed on. */
+const MAX_REDIRECTS = 3;
+/** The Redis feature level the proxy speaks, as HELLO and INFO report it. */
+const REDIS_VERSION = '7.0.0';
+
+const Phase = { Waiting: 0, Upstream: 1, Delayed: 2, Done: 3 } as const;
+type Phase = (typeof Phase)[keyof typeof Phase];
+
+type Outcome = 'success' | 'error' | 'business_exception' | 'local_reply';
+
+let nextConnectionId = 1;
+
+/** Bytes to send upstream that are not a decoded frame (rewritten keys, fan-out parts). */
+class OutFrame implements Frame {
+  readonly type: MessageType = 'request';
+  readonly requestId = 0;
+  readonly metadata = EMPTY_METADATA;
+  constructor(readonly raw: Buffer) {}
+}
+
+/** An upstream request the connection can batch and track. */
+interface Sendable extends UpstreamRequest {
+  /** The connection it went out on (undefined: none could be had). */
+  attach(conn: UpstreamConnection | undefined): void;
+  /** False once answered, failed, timed out or abandoned: a batched request is then not sent. */
+  readonly live: boolean;
+}
+
+/**
+ * Batches upstream writes of one pool across client connections (`max_buffer_size_before_flush`): requests wait
+ * until their bytes reach the limit or `buffer_flush_timeout` passes since the first, then leave together.
+ */
+class Batcher {
+  private items: Sendable[] = [];
+  private bytes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly flushBound = (): void => this.flush();
+
+  constructor(private readonly pool: EndpointPool) {}
+
+  add(req: Sendable, limit: number, timeoutMs: number): void {
+    this.items.push(req);
+    this.bytes += req.frame.raw.length;
+    if (this.bytes >= limit) this.flush();
+    else if (this.timer === undefined) this.timer = setTimeout(this.flushBound, timeoutMs);
+  }
+
+  flush(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const items = this.items;
+    this.items = [];
+    this.bytes = 0;
+    for (const req of items) if (req.live) req.attach(this.pool.send(req));
+  }
+}
+
+const batchers = new WeakMap<EndpointPool, Batcher>();
+
+function dispatch(settings: RedisProxySettings, pool: EndpointPool, req: Sendable): void {
+  if (settings.maxBufferBeforeFlush > 0) {
+    let b = batchers.get(pool);
+    if (b === undefined) {
+      b = new Batcher(pool);
+      batchers.set(pool, b);
+    }
+    b.add(req, settings.maxBufferBeforeFlush, settings.bufferFlushTimeoutMs);
+  } else {
+    req.attach(pool.send(req));
+  }
+}
+
+/** The key bytes the endpoint hash uses: the `{tag}` with hash tagging (Redis Cluster's rule), else the whole key. */
+function hashOf(buf: Buffer, start: number, end: number, hashtagging: boolean): string {
+  if (hashtagging) {
+    const open = buf.indexOf(0x7b, start);
+    if (open >= 0 && open < end) {
+      const close = buf.indexOf(0x7d, open + 1);
+      if (close > open + 1 && close < end) return buf.toString('latin1', open + 1, close);
+    }
+  }
+  return buf.toString('latin1', start, end);
+}
+
+/** Whether keys choose the endpoint: a Redis Cluster (by slot), or a consistent-hash cluster of several endpoints. */
+function hashes(cluster: Cluster): boolean {
+  if (isRedisCluster(cluster)) return true;
+  const p = cluster.settings.lbPolicy;
+  return (p === 'RING_HASH' || p === 'MAGLEV') && cluster.endpoints.length > 1;
+}
+
+/** The endpoint for a key hash (undefined: any): its slot's node in a Redis Cluster, else the load balancer's pick. */
+function endpointOf(cluster: Cluster, hash: string | undefined): Endpoint | undefined {
+  if (isRedisCluster(cluster) && hash !== undefined) return slotMapOf(cluster).endpointFor(keySlot(hash));
+  return cluster.pick(hash, undefined);
+}
+
+/** A command's answer is a redirection to follow (Redis Cluster, or `enable_redirection`)? */
+function redirectionFor(frame: Frame, cluster: Cluster | undefined, conn: RedisConnection, redirects: number): Redirection | undefined {
+  if (frame.status !== 'error' || cluster === undefined || redirects >= MAX_REDIRECTS) return undefined;
+  if (!isRedisCluster(cluster) && !conn.settings.redirection) return undefined;
+  return redirectionOf(frame.raw);
+}
+
+/**
+ * Sends `req` again to the node a redirection names (after `ASKING` for ASK; MOVED also updates the slot map).
+ * Undefined when no connection could be had.
+ */
+function resend(req: UpstreamRequest, cluster: Cluster, r: Redirection, resp3: boolean): { endpoint: Endpoint; conn: UpstreamConnection | undefined } {
+  const map = slotMapOf(cluster);
+  const endpoint = r.ask ? map.node(r.host, r.port) : map.moved(r);
+  const pool = cluster.pool(endpoint, upstreamCodec(cluster, resp3), 'redis');
+  if (r.ask) pool.send(new Asking());
+  return { endpoint, conn: pool.send(req) };
+}
+
+/** ASKING before an ASK-redirected command; its answer is dropped. */
+class Asking implements UpstreamRequest {
+  readonly frame: Frame = new OutFrame(ASKING);
+  readonly session = WIRE;
+  readonly mutation = undefined;
+  readonly expectsResponse = true;
+  readonly copyOnEncode = false;
+  upstreamId = 0;
+  onResponse(): void {}
+  onFailure(): void {}
+}
+
+/** Where one upstream request goes: the cluster, the endpoint and its pool (or a local error reply). */
+interface Target {
+  cluster: Cluster;
+  endpoint: Endpoint;
+  pool: EndpointPool;
+}
+
+export class RedisConnection implements ConnectionHandler {
+  readonly id = nextConnectionId++;
+  private readonly session: CodecSession;
+  private readonly outbox: Outbox;
+  private queue: Array<Command | undefined> = [];
+  private head = 0;
+  private closed = false;
+  /** QUIT or a protocol error: nothing more is read; the connection ends once the replies before are written. */
+  private closing = false;
+  private paused = false;
+  authed: boolean;
+  resp3 = false;
+  private clientName: Buffer | undefined;
+  settings: RedisProxySettings;
+  private readonly onFrameBound = (f: Frame): void => this.onFrame(f);
+
+  constructor(
+    private readonly socket: net.Socket,
+    readonly listener: ListenerRuntime,
+    settings: RedisProxySettings,
+  ) {
+    this.settings = settings;
+    this.authed = settings.passwords === undefined;
+    this.session = listener.codec.create({ maxFrameSize: listener.maxFrameSize, side: 'downstream' });
+    this.outbox = new Outbox(socket);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.maybeResume());
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      log.debug('downstream socket error', { listener: listener.name, error: err.code ?? err.message });
+    });
+    socket.on('close', () => this.onClose());
+  }
+
+  get pending(): number {
+    return this.queue.length - this.head;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  closeWhenIdle(): void {
+    if (this.pending === 0) this.socket.end();
+    else setTimeout(() => this.closeWhenIdle(), 50).unref();
+  }
+
+  // ------------------------------------------------------------------------------------------------ input
+
+  private onData(chunk: Buffer): void {
+    if (this.closing || this.closed) return;
+    const current = (this.listener.config as RedisListenerConfig).redis;
+    if (current === undefined) {
+      // The listener no longer runs the Redis proxy: this connection belongs to the old config.
+      this.socket.destroy();
+      return;
+    }
+    if (current !== this.settings) {
+      if (current.passwords === undefined) this.authed = true;
+      else if (this.settings.passwords === undefined) this.authed = false;
+      this.settings = current;
+    }
+    try {
+      this.session.decode(chunk, this.onFrameBound);
+    } catch (err) {
+      if (!(err instanceof CodecError)) throw err;
+      this.listener.decodeErrors.inc();
+      log.warn('malformed redis command, closing the connection', {
+        listener: this.listener.name,
+        remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+        reason: err.reason,
+        error: err.message,
+      });
+      this.closing = true;
+      this.local(errorReply(`ERR Protocol error: ${err.message}`), true);
+      return;
+    }
+    if (this.pending > MAX_IN_FLIGHT || this.socket.writableLength > MAX_UNSENT_BYTES) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    if (this.closing) return;
+    const req = frame as RedisRequest;
+    const spec = req.spec;
+    if (!this.authed && spec.kind !== 'local') {
+      this.reject(errorReply('NOAUTH Authentication required.'));
+      return;
+    }
+    switch (spec.kind) {
+      case 'local':
+        this.localCommand(req);
+        return;
+      case 'unsupported':
+        this.reject(errorReply(`ERR unsupported command '${req.command}'${spec.reason ? `: ${spec.reason}` : ''}`));
+        return;
+      case 'mget':
+      case 'mset':
+      case 'sum':
+        this.fanOut(req);
+        return;
+      default:
+        this.routed(req);
+    }
+  }
+
+  /** Commands routed whole to one upstream: by their key(s), or to the catch-all route when keyless. */
+  private routed(req: RedisRequest): void {
+    const spec = req.spec;
+    const router = this.settings.router;
+    const ki = spec.kind === 'keyless' ? NO_KEY : req.firstKeyIndex();
+    if (ki === KEY_ERROR_ARITY) {
+      this.reject(errorReply(`ERR wrong number of arguments for '${req.command}' command`));
+      return;
+    }
+    if (ki === KEY_ERROR_NUMKEYS) {
+      this.reject(errorReply('ERR value is not an integer or out of range'));
+      return;
+    }
+    if (spec.blockOption && req.hasBlockOption()) {
+      this.reject(errorReply(`ERR unsupported command '${req.command}' with BLOCK: blocking commands would stall every client sharing the upstream connection`));
+      return;
+    }
+    if (ki === NO_KEY) {
+      const route = router.catchAll;
+      if (route === undefined) {
+        if (req.command === 'info') this.local(this.infoReply());
+        else this.reject(errorReply(`ERR no route for command '${req.command}'`));
+        return;
+      }
+      this.start(req, route, req, undefined, undefined);
+      return;
+    }
+    const raw = req.raw;
+    const route = router.match(raw, req.argStart(ki), req.argEnd(ki));
+    if (route === undefined) {
+      this.reject(errorReply(`ERR no route for ${describeRequest(req)}`));
+      return;
+    }
+    // Several keys: all must meet on one route (and endpoint, when the cluster hashes keys).
+    let keys: number[] | undefined;
+    if (req.argc > ki + 1 && (spec.kind !== 'keys' || spec.last !== spec.first || spec.storeOption)) {
+      keys = req.keyIndices();
+      if (keys.length > 1) {
+        for (const k of keys) {
+          const other = router.match(raw, req.argStart(k), req.argEnd(k));
+          if (other !== route) {
+            this.reject(
+              errorReply(`CROSSSLOT Keys in request don't route to the same upstream: '${req.command}' has keys for routes '${route.name}' and '${other?.name ?? '(none)'}'`),
+            );
+            return;
+          }
+        }
+      } else keys = undefined;
+    }
+    let hash: string | undefined;
+    const cluster = this.listener.clusters.get(route.cluster);
+    if (cluster !== undefined && hashes(cluster)) {
+      hash = hashOf(raw, req.argStart(ki), req.argEnd(ki), this.settings.hashtagging);
+      if (keys !== undefined) {
+        const first = endpointOf(cluster, hash);
+        for (const k of keys) {
+          if (endpointOf(cluster, hashOf(raw, req.argStart(k), req.argEnd(k), this.settings.hashtagging)) !== first) {
+            this.reject(
+              errorReply(`CROSSSLOT Keys in request don't hash to the same upstream server of cluster ${cluster.name}: use hash tags ({…}) with enable_hashtagging`),
+            );
+            return;
+          }
+        }
+      }
+    }
+    let out: Frame = req;
+    if (route.removePrefix && route.prefix.length > 0) {
+      const strip = route.prefix.length;
+      const stripped = keys ?? [ki];
+      const pieces: Piece[] = [];
+      for (let i = 0; i < req.argc; i++) {
+        const s = req.argStart(i);
+        pieces.push([raw, stripped.includes(i) ? s + strip : s, req.argEnd(i)]);
+      }
+      out = new OutFrame(encodeCommand(pieces));
+    }
+    this.start(req, route, out, hash, cluster);
+  }
+
+  /** MGET / MSET / DEL, EXISTS, UNLINK, TOUCH: one request per route × endpoint, answers reassembled in order. */
+  private fanOut(req: RedisRequest): void {
+    const spec = req.spec;
+    const argc = req.argc;
+    if (argc < 2 || (spec.kind === 'mset' && (argc - 1) % 2 !== 0)) {
+      this.reject(errorReply(`ERR wrong number of arguments for '${req.command}' command`));
+      return;
+    }
+    const router = this.settings.router;
+    const raw = req.raw;
+    const keys = req.keyIndices();
+    const groups: Group[] = [];
+    const unrouted: number[] = [];
+    for (let slot = 0; slot < keys.length; slot++) {
+      const k = keys[slot]!;
+      const route = router.match(raw, req.argStart(k), req.argEnd(k));
+      if (route === undefined) {
+        unrouted.push(slot);
+        continue;
+      }
+      const cluster = this.listener.clusters.get(route.cluster);
+      let endpoint: Endpoint | undefined;
+      // A Redis Cluster takes multi-key commands only for keys of one hash slot: group by slot there.
+      let hashSlot = -1;
+      if (cluster !== undefined && hashes(cluster)) {
+        const hash = hashOf(raw, req.argStart(k), req.argEnd(k), this.settings.hashtagging);
+        if (isRedisCluster(cluster)) hashSlot = keySlot(hash);
+        endpoint = endpointOf(cluster, hash);
+      }
+      let g: Group | undefined;
+      for (const x of groups) {
+        if (x.route === route && x.endpoint === endpoint && x.hashSlot === hashSlot) {
+          g = x;
+          break;
+        }
+      }
+      if (g === undefined) {
+        g = { route, endpoint, hashSlot, slots: [] };
+        groups.push(g);
+      }
+      g.slots.push(slot);
+    }
+    // All keys on one route and endpoint, nothing to rewrite: forward the command as it came.
+    if (groups.length === 1 && unrouted.length === 0 && !(groups[0]!.route.removePrefix && groups[0]!.route.prefix.length > 0)) {
+      const g = groups[0]!;
+      const cluster = this.listener.clusters.get(g.route.cluster);
+      const hash = g.endpoint !== undefined ? hashOf(raw, req.argStart(keys[0]!), req.argEnd(keys[0]!), this.settings.hashtagging) : undefined;
+      this.start(req, g.route, req, hash, cluster);
+      return;
+    }
+    if (groups.length === 0) {
+      this.reject(errorReply(`ERR no route for ${describeRequest(req)}`));
+      return;
+    }
+    const cmd = this.enqueue(req);
+    if (!this.applyFault(cmd)) return;
+    const fan = new FanOut(cmd, keys.length, spec.kind as 'mget' | 'mset' | 'sum');
+    cmd.fan = fan;
+    cmd.phase = Phase.Upstream;
+    for (const slot of unrouted) {
+      const k = keys[slot]!;
+      fan.localSlot(slot, errorReply(`ERR no route for key '${printableKey(req.argString(k))}'`));
+    }
+    const name: Piece = [raw, req.argStart(0), req.argEnd(0)];
+    for (const g of groups) {
+      const strip = g.route.removePrefix ? g.route.prefix.length : 0;
+      const pieces: Piece[] = [name];
+      for (const slot of g.slots) {
+        const k = keys[slot]!;
+        pieces.push([raw, req.argStart(k) + strip, req.argEnd(k)]);
+        if (spec.kind === 'mset') pieces.push([raw, req.argStart(k + 1), req.argEnd(k + 1)]);
+      }
+      const part = new Part(fan, g.route, g.slots, new OutFrame(encodeCommand(pieces)));
+      fan.parts.push(part);
+    }
+    cmd.armTimeout();
+    for (const part of fan.parts) {
+      const k = keys[part.slots[0]!]!;
+      const cluster = this.listener.clusters.get(part.route.cluster);
+      const hash = cluster !== undefined && hashes(cluster) ? hashOf(raw, req.argStart(k), req.argEnd(k), this.settings.hashtagging) : undefined;
+      part.send(this, hash);
+      this.mirror(part.route, req, part.frame, hash);
+    }
+  }
+
+  /** Starts a command routed whole to `route`. */
+  private start(req: RedisRequest, route: RedisRoute, out: Frame, hash: string | undefined, cluster: Cluster | undefined): void {
+    const cmd = this.enqueue(req);
+    cmd.route = route;
+    if (!this.applyFault(cmd)) return;
+    cmd.frame = out;
+    cmd.send(cluster ?? this.listener.clusters.get(route.cluster), hash);
+    this.mirror(route, req, out, hash);
+  }
+
+  /** Faults (after auth and local commands, as Envoy): an ERROR fault answers now; a DELAY holds the answer. */
+  private applyFault(cmd: Command): boolean {
+    const faults = this.settings.faults;
+    if (faults === undefined) return true;
+    const fault = faults.pick(cmd.request!.command);
+    if (fault === undefined) return true;
+    const routeName = cmd.route?.name ?? 'none';
+    this.listener.faultCounter(routeName, fault.type === 'error' ? 'abort' : 'delay').inc();
+    cmd.delayMs = fault.delayMs;
+    if (fault.type === 'error') {
+      cmd.complete(errorReply('ERR Fault Injected: Error'), 'local_reply');
+      return false;
+    }
+    return true;
+  }
+
+  private mirror(route: RedisRoute, req: RedisRequest, out: Frame, hash: string | undefined): void {
+    const mirrors = route.mirrors;
+    for (let i = 0; i < mirrors.length; i++) {
+      const m: MirrorPolicy = mirrors[i]!;
+      if (m.excludeReads && !req.spec.write) continue;
+      if (m.fraction < 1 && Math.random() >= m.fraction) continue;
+      new Mirror(out).send(this, m.cluster, hash);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ local commands
+
+  private localCommand(req: RedisRequest): void {
+    const argc = req.argc;
+    switch (req.command) {
+      case 'auth':
+        this.auth(req);
+        return;
+      case 'hello':
+        this.hello(req);
+        return;
+      case 'quit':
+        this.closing = true;
+        this.local(OK, true);
+        return;
+      case 'reset':
+        this.resp3 = false;
+        this.clientName = undefined;
+        this.authed = this.settings.passwords === undefined;
+        this.local(simpleReply('RESET'));
+        return;
+    }
+    if (!this.authed) {
+      this.local(errorReply('NOAUTH Authentication required.'));
+      return;
+    }
+    switch (req.command) {
+      case 'ping':
+        if (argc === 1) this.local(PONG);
+        else if (argc === 2) this.local(bulkReply(req.raw, req.argStart(1), req.argEnd(1)));
+        else this.wrongArgs(req);
+        return;
+      case 'echo':
+        if (argc === 2) this.local(bulkReply(req.raw, req.argStart(1), req.argEnd(1)));
+        else this.wrongArgs(req);
+        return;
+      case 'time': {
+        const micros = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
+        this.local(Buffer.concat([arrayHeader(2), bulkReply(String(micros / 1_000_000n)), bulkReply(String(micros % 1_000_000n))]));
+        return;
+      }
+      case 'select': {
+        if (argc !== 2) this.wrongArgs(req);
+        else if (req.integerArg(1) === 0) this.local(OK);
+        else this.local(errorReply(`ERR unsupported command 'select' with database ${printableKey(req.argString(1))}: the proxy serves database 0 only`));
+        return;
+      }
+      case 'client':
+        this.client(req);
+        return;
+      default:
+        this.local(errorReply(`ERR unsupported command '${req.command}'`));
+    }
+  }
+
+  private client(req: RedisRequest): void {
+    const sub = req.argLower(1);
+    switch (sub) {
+      case 'setname':
+        if (req.argc !== 3) return this.wrongArgs(req);
+        this.clientName = req.argLength(2) > 0 ? Buffer.from(req.arg(2)) : undefined;
+        return this.local(OK);
+      case 'getname':
+        return this.local(this.clientName ? bulkReply(this.clientName) : nullReply(this.resp3));
+      case 'setinfo':
+        return this.local(OK);
+      case 'id':
+        return this.local(integerReply(this.id));
+    }
+  }
+
+  private wrongArgs(req: RedisRequest): void {
+    this.local(errorReply(`ERR wrong number of arguments for '${req.command}' command`));
+  }
+
+  private auth(req: RedisRequest): void {
+    const argc = req.argc;
+    if (argc < 2 || argc > 3) {
+      this.local(errorReply(argc < 2 ? "ERR wrong number of arguments for 'auth' command" : 'ERR syntax error'));
+      return;
+    }
+    if (this.settings.passwords === undefined) {
+      this.local(
+        errorReply('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?'),
+      );
+      return;
+    }
+    if (this.checkCredentials(argc === 3 ? req.arg(1) : undefined, req.arg(argc - 1))) {
+      this.authed = true;
+      this.local(OK);
+    } else {
+      this.local(errorReply('WRONGPASS invalid username-password pair or user is disabled.'));
+    }
+  }
+
+  private checkCredentials(user: Buffer | undefined, password: Buffer): boolean {
+    const expectedUser = this.settings.username ?? 'default';
+    if (user !== undefined ? !sameBytes(user, Buffer.from(expectedUser)) : this.settings.username !== undefined && this.settings.username !== 'default') {
+      return false;
+    }
+    let ok = false;
+    for (const p of this.settings.passwords ?? []) if (sameBytes(password, Buffer.from(p))) ok = true;
+    return ok;
+  }
+
+  /** HELLO [protover [AUTH username password] [SETNAME clientname]]: answered by the proxy. */
+  private hello(req: RedisRequest): void {
+    const argc = req.argc;
+    let proto = this.resp3 ? 3 : 2;
+    let i = 1;
+    if (argc >= 2) {
+      const v = req.integerArg(1);
+      if (v !== 2 && v !== 3) {
+        this.local(errorReply('NOPROTO unsupported protocol version'));
+        return;
+      }
+      proto = v;
+      i = 2;
+    }
+    let user: Buffer | undefined;
+    let password: Buffer | undefined;
+    let name: Buffer | undefined;
+    for (; i < argc; i++) {
+      if (req.argIs(i, 'auth') && i + 2 < argc) {
+        user = req.arg(i + 1);
+        password = req.arg(i + 2);
+        i += 2;
+      } else if (req.argIs(i, 'setname') && i + 1 < argc) {
+        name = Buffer.from(req.arg(++i));
+      } else {
+        this.local(errorReply(`ERR Syntax error in HELLO option '${printableKey(req.argString(i))}'`));
+        return;
+      }
+    }
+    if (password !== undefined) {
+      if (this.settings.passwords === undefined) {
+        this.local(errorReply('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?'));
+        return;
+      }
+      if (!this.checkCredentials(user, password)) {
+        this.local(errorReply('WRONGPASS invalid username-password pair or user is disabled.'));
+        return;
+      }
+      this.authed = true;
+    } else if (!this.authed) {
+      this.local(
+        errorReply(
+          'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time',
+        ),
+      );
+      return;
+    }
+    if (name !== undefined) this.clientName = name.length > 0 ? name : undefined;
+    this.resp3 = proto === 3;
+    const r3 = this.resp3;
+    this.local(
+      Buffer.concat([
+        mapHeader(7, r3),
+        bulkReply('server'),
+        bulkReply('redis'),
+        bulkReply('version'),
+        bulkReply(REDIS_VERSION),
+        bulkReply('proto'),
+        integerReply(proto),
+        bulkReply('id'),
+        integerReply(this.id),
+        bulkReply('mode'),
+        bulkReply('standalone'),
+        bulkReply('role'),
+        bulkReply('master'),
+        bulkReply('modules'),
+        arrayHeader(0),
+      ]),
+    );
+  }
+
+  /** INFO when there is no catch-all route to ask: what clients' ready checks look for. */
+  private infoReply(): Buffer {
+    return bulkReply(
+      `# Server\r\nredis_version:${REDIS_VERSION}\r\nredis_mode:standalone\r\nproxy:waypost\r\n\r\n# Persistence\r\nloading:0\r\n`,
+    );
+  }
+
+  // ------------------------------------------------------------------------------------------------ output
+
+  /** A reply the proxy makes itself, in its turn. */
+  private local(bytes: Buffer, closeAfter = false): void {
+    if (this.head === this.queue.length && !closeAfter) {
+      this.write(bytes);
+      return;
+    }
+    const cmd = new Command(this, undefined);
+    cmd.closeAfter = closeAfter;
+    this.queue.push(cmd);
+    cmd.complete(bytes, 'none');
+  }
+
+  /** An error the proxy answers a data command with (no route, unsupported, …): counted as a local reply. */
+  private reject(bytes: Buffer): void {
+    this.listener.stats('none', 'none').record('local_reply', 0);
+    this.local(bytes);
+  }
+
+  private enqueue(req: RedisRequest): Command {
+    const cmd = new Command(this, req);
+    this.queue.push(cmd);
+    return cmd;
+  }
+
+  /** A command finished: writes every finished reply at the head of the queue, in order. */
+  completed(cmd: Command): void {
+    if (this.queue[this.head] !== cmd) return;
+    const q = this.queue;
+    while (this.head < q.length) {
+      const c = q[this.head]!;
+      if (c.phase !== Phase.Done) break;
+      q[this.head++] = undefined;
+      this.write(c.reply!);
+      if (c.closeAfter) {
+        this.socket.end();
+        return;
+      }
+    }
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > q.length) {
+      q.splice(0, this.head);
+      this.head = 0;
+    }
+    this.maybeResume();
+  }
+
+  private write(bytes: Buffer): void {
+    if (!this.closed) this.outbox.write(bytes);
+  }
+
+  private maybeResume(): void {
+    if (this.paused && this.pending <= MAX_IN_FLIGHT / 2 && this.socket.writableLength <= MAX_UNSENT_BYTES / 2) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.abandon();
+    this.queue = [];
+    this.head = 0;
+    this.listener.connectionClosed(this);
+  }
+}
+
+interface Group {
+  route: RedisRoute;
+  endpoint: Endpoint | undefined;
+  /** The Redis Cluster hash slot of its keys, or -1. */
+  hashSlot: number;
+  /** Positions of its keys among the command's keys. */
+  slots: number[];
+}
+
+/**
+ * Picks an endpoint and a pool for one upstream request, or says why not (as a local reply kind and message).
+ */
+function target(conn: RedisConnection, cluster: Cluster | undefined, clusterName: string, hash: string | undefined): Target | [LocalReplyKind, string] {
+  if (cluster === undefined) return ['no_healthy_upstream', `unknown cluster ${clusterName}`];
+  if (!cluster.hasRequestCapacity) return ['over_limit', `cluster ${cluster.name} is at its limit of ${cluster.settings.maxRequests} requests in flight`];
+  const endpoint = endpointOf(cluster, hash);
+  if (endpoint === undefined) return ['no_healthy_upstream', `no healthy upstream in cluster ${cluster.name}`];
+  return { cluster, endpoint, pool: cluster.pool(endpoint, upstreamCodec(cluster, conn.resp3), 'redis') };
+}
+
+function failureText(kind: LocalReplyKind, message: string): Buffer {
+  switch (kind) {
+    case 'timeout':
+      return errorReply('ERR timeout');
+    case 'over_limit':
+      return errorReply(`ERR upstream overloaded: ${message}`);
+    default:
+      return errorReply(`ERR upstream failure: ${message}`);
+  }
+}
+
+/**
+ * One client command, in its place in the reply order. For a command routed whole it is the upstream request
+ * itself; for a fan-out it holds the {@link FanOut}. It is its own timer item: the op timeout while upstream, the
+ * fault delay after.
+ */
+class Command implements Sendable, Expirable {
+  frame: Frame;
+  readonly session = WIRE;
+  readonly mutation = undefined;
+  readonly expectsResponse = true;
+  readonly copyOnEncode = false;
+  upstreamId = 0;
+  wheelTick = -1;
+
+  phase: Phase = Phase.Waiting;
+  reply: Buffer | undefined;
+  closeAfter = false;
+  route: RedisRoute | undefined;
+  fan: FanOut | undefined;
+  delayMs = 0;
+  private redirects = 0;
+  private cluster: Cluster | undefined;
+  private endpoint: Endpoint | undefined;
+  private upstream: UpstreamConnection | undefined;
+  private readonly startedAt = performance.now();
+
+  constructor(
+    readonly conn: RedisConnection,
+    readonly request: RedisRequest | undefined,
+  ) {
+    this.frame = request as Frame;
+  }
+
+  get live(): boolean {
+    return this.phase === Phase.Upstream && this.upstream === undefined;
+  }
+
+  /** Sends the command to `cluster` (endpoint by `hash`). */
+  send(cluster: Cluster | undefined, hash: string | undefined): void {
+    const t = target(this.conn, cluster, this.route!.cluster, hash);
+    if (Array.isArray(t)) {
+      this.complete(failureText(t[0], t[1]), 'local_reply');
+      return;
+    }
+    this.cluster = t.cluster;
+    this.endpoint = t.endpoint;
+    t.cluster.active++;
+    t.endpoint.active++;
+    this.phase = Phase.Upstream;
+    this.armTimeout();
+    dispatch(this.conn.settings, t.pool, this);
+  }
+
+  attach(conn: UpstreamConnection | undefined): void {
+    if (conn === undefined) {
+      this.release();
+      this.complete(failureText('over_limit', `cluster ${this.cluster?.name} is at its limit of ${this.cluster?.settings.maxConnections} connections`), 'local_reply');
+      return;
+    }
+    this.upstream = conn;
+  }
+
+  /** Starts the op timeout (`settings.op_timeout`), if any. */
+  armTimeout(): void {
+    const ms = this.conn.settings.opTimeoutMs;
+    if (ms !== Number.POSITIVE_INFINITY) wheel.schedule(this, ms);
+  }
+
+  onResponse(frame: Frame): void {
+    if (this.phase !== Phase.Upstream) return;
+    const r = redirectionFor(frame, this.cluster, this.conn, this.redirects);
+    if (r !== undefined) {
+      this.redirects++;
+      const cluster = this.cluster!;
+      this.release();
+      const { endpoint, conn } = resend(this, cluster, r, this.conn.resp3);
+      this.endpoint = endpoint;
+      cluster.active++;
+      endpoint.active++;
+      this.attach(conn);
+      return;
+    }
+    const status = frame.status;
+    if (status === 'error') this.cluster?.reportError(this.endpoint!);
+    else this.cluster?.reportSuccess(this.endpoint!);
+    this.release();
+    this.complete(frame.raw, status === 'error' ? 'error' : status === 'business_exception' ? 'business_exception' : 'success');
+  }
+
+  onFailure(kind: LocalReplyKind, message: string): void {
+    if (this.phase !== Phase.Upstream) return;
+    if (this.endpoint) this.cluster?.reportError(this.endpoint);
+    this.release();
+    this.complete(failureText(kind, message), 'error');
+  }
+
+  onDeadline(): void {
+    if (this.phase === Phase.Delayed) {
+      this.finish();
+      return;
+    }
+    if (this.phase !== Phase.Upstream) return;
+    if (this.fan !== undefined) {
+      this.fan.abandon();
+      this.complete(errorReply('ERR timeout'), 'local_reply');
+      return;
+    }
+    // The late answer still comes in its turn on the FIFO connection; onResponse drops it (phase Done).
+    if (this.endpoint) this.cluster?.reportError(this.endpoint);
+    this.release();
+    this.complete(errorReply('ERR timeout'), 'local_reply');
+  }
+
+  /**
+   * The answer is known: holds it for a fault delay if one applies, then takes its place in the reply order.
+   * `none` records no metric (replies to local commands).
+   */
+  complete(reply: Buffer, outcome: Outcome | 'none'): void {
+    if (this.phase === Phase.Done || this.phase === Phase.Delayed) return;
+    if (this.wheelTick >= 0) wheel.cancel(this);
+    this.reply = reply;
+    if (outcome !== 'none' && this.fan === undefined) this.record(outcome);
+    if (this.delayMs > 0) {
+      this.phase = Phase.Delayed;
+      wheel.schedule(this, this.delayMs);
+      return;
+    }
+    this.finish();
+  }
+
+  private finish(): void {
+    this.phase = Phase.Done;
+    this.conn.completed(this);
+  }
+
+  private record(outcome: Outcome): void {
+    this.conn.listener.stats(this.route?.name ?? 'none', this.cluster?.name ?? 'none').record(outcome, (performance.now() - this.startedAt) / 1000);
+  }
+
+  /**
+   * The client went away. The answer, if one is coming, is still read in its turn on the FIFO upstream
+   * connection and dropped (phase Done): nothing to withdraw, so abandoning costs O(1) per command.
+   */
+  abandon(): void {
+    if (this.phase === Phase.Done) return;
+    if (this.wheelTick >= 0) wheel.cancel(this);
+    if (this.phase === Phase.Upstream) {
+      this.release();
+      this.fan?.abandon();
+    }
+    this.phase = Phase.Done;
+  }
+
+  private release(): void {
+    if (this.cluster !== undefined && this.endpoint !== undefined) {
+      this.cluster.active--;
+      this.endpoint.active--;
+      this.endpoint = undefined;
+    }
+    this.upstream = undefined;
+  }
+}
+
+/** A multi-key command split per route × endpoint; answers are combined once every part has one. */
+class FanOut {
+  readonly parts: Part[] = [];
+  /** Per key slot: the bytes of its answer element (MGET) or its error. */
+  private readonly slots: Array<Buffer | undefined>;
+  private waiting: number;
+  private errors = 0;
+  private firstError: string | undefined;
+  private sum = 0n;
+
+  constructor(
+    private readonly cmd: Command,
+    keys: number,
+    private readonly kind: 'mget' | 'mset' | 'sum',
+  ) {
+    this.slots = new Array(keys);
+    this.waiting = keys;
+  }
+
+  /** A key answered by the proxy (no route). */
+  localSlot(slot: number, error: Buffer): void {
+    this.slots[slot] = error;
+    this.noteError(error.toString('utf8', 1, error.length - 2));
+    this.waiting--;
+  }
+
+  /** A part's answer (or the error that replaced it). */
+  partDone(part: Part, raw: Buffer): void {
+    const t = raw[valueStart(raw)];
+    const isError = t === ERROR || t === BLOB_ERROR;
+    if (this.kind === 'mget' && t === ARRAY && !isError) {
+      // Distribute the array's elements back to their key slots.
+      const at = valueStart(raw);
+      const cr = raw.indexOf(13, at);
+      const n = parseInteger(raw, at + 1, cr);
+      let pos = cr + 2;
+      for (let i = 0; i < n && i < part.slots.length; i++) {
+        const end = skipValue(raw, pos);
+        this.slots[part.slots[i]!] = raw.subarray(pos, end);
+        pos = end;
+      }
+    } else if (isError) {
+      for (const s of part.slots) this.slots[s] = raw;
+      this.errors += part.slots.length - 1;
+      this.noteError(errorText(raw));
+    } else if (this.kind === 'sum' && t === INTEGER) {
+      const at = valueStart(raw);
+      this.sum += BigInt(parseInteger(raw, at + 1, raw.indexOf(13, at)));
+    } else if (this.kind === 'mset' && raw.equals(OK)) {
+      // ok
+    } else {
+      for (const s of part.slots) this.slots[s] = errorReply('ERR upstream protocol error');
+      this.errors += part.slots.length - 1;
+      this.noteError(`unexpected reply to ${this.kind}`);
+    }
+    this.waiting -= part.slots.length;
+    if (this.waiting === 0) this.done();
+  }
+
+  private noteError(text: string): void {
+    this.errors++;
+    this.firstError ??= text;
+  }
+
+  private done(): void {
+    let reply: Buffer;
+    if (this.kind === 'mget') {
+      const list: Buffer[] = [arrayHeader(this.slots.length)];
+      for (const s of this.slots) list.push(s ?? nullReply(this.cmd.conn.resp3));
+      reply = Buffer.concat(list);
+    } else if (this.errors > 0) {
+      reply = errorReply(`ERR finished with ${this.errors} error(s): ${this.firstError ?? ''}`);
+    } else {
+      reply = this.kind === 'mset' ? OK : integerReply(this.sum);
+    }
+    this.cmd.complete(reply, 'none');
+  }
+
+  abandon(): void {
+    for (const p of this.parts) p.abandon();
+  }
+}
+
+function errorText(raw: Buffer): string {
+  const at = valueStart(raw);
+  if (raw[at] === ERROR) return raw.toString('utf8', at + 1, raw.indexOf(13, at));
+  const cr = raw.indexOf(13, at);
+  return raw.toString('utf8', cr + 2, cr + 2 + parseInteger(raw, at + 1, cr));
+}
+
+/** One route × endpoint share of a fan-out. */
+class Part implements Sendable {
+  readonly session = WIRE;
+  readonly mutation = undefined;
+  readonly expectsResponse = true;
+  readonly copyOnEncode = false;
+  upstreamId = 0;
+  private state: Phase = Phase.Waiting;
+  private redirects = 0;
+  private conn: RedisConnection | undefined;
+  private cluster: Cluster | undefined;
+  private endpoint: Endpoint | undefined;
+  private upstream: UpstreamConnection | undefined;
+  private readonly startedAt = performance.now();
+
+  constructor(
+    private readonly fan: FanOut,
+    readonly route: RedisRoute,
+    readonly slots: readonly number[],
+    readonly frame: Frame,
+  ) {}
+
+  get live(): boolean {
+    return this.state === Phase.Upstream && this.upstream === undefined;
+  }
+
+  send(conn: RedisConnection, hash: string | undefined): void {
+    const t = target(conn, conn.listener.clusters.get(this.route.cluster), this.route.cluster, hash);
+    this.state = Phase.Upstream;
+    if (Array.isArray(t)) {
+      this.end(failureText(t[0], t[1]), 'local_reply', conn);
+      return;
+    }
+    this.cluster = t.cluster;
+    this.endpoint = t.endpoint;
+    t.cluster.active++;
+    t.endpoint.active++;
+    this.conn = conn;
+    dispatch(conn.settings, t.pool, this);
+  }
+
+  attach(upstream: UpstreamConnection | undefined): void {
+    if (upstream === undefined) {
+      this.release();
+      this.end(failureText('over_limit', `cluster ${this.cluster?.name} is at its connection limit`), 'local_reply', this.conn!);
+      return;
+    }
+    this.upstream = upstream;
+  }
+
+  onResponse(frame: Frame): void {
+    if (this.state !== Phase.Upstream) return;
+    const r = redirectionFor(frame, this.cluster, this.conn!, this.redirects);
+    if (r !== undefined) {
+      this.redirects++;
+      const cluster = this.cluster!;
+      this.release();
+      const { endpoint, conn } = resend(this, cluster, r, this.conn!.resp3);
+      this.endpoint = endpoint;
+      cluster.active++;
+      endpoint.active++;
+      this.attach(conn);
+      return;
+    }
+    const status = frame.status;
+    if (status === 'error') this.cluster?.reportError(this.endpoint!);
+    else this.cluster?.reportSuccess(this.endpoint!);
+    this.release();
+    this.end(frame.raw, status === 'error' ? 'error' : status === 'business_exception' ? 'business_exception' : 'success', this.conn!);
+  }
+
+  onFailure(kind: LocalReplyKind, message: string): void {
+    if (this.state !== Phase.Upstream) return;
+    if (this.endpoint) this.cluster?.reportError(this.endpoint);
+    this.release();
+    this.end(failureText(kind, message), 'error', this.conn!);
+  }
+
+  private end(raw: Buffer, outcome: Outcome, conn: RedisConnection): void {
+    this.state = Phase.Done;
+    conn.listener.stats(this.route.name, this.cluster?.name ?? 'none').record(outcome, (performance.now() - this.startedAt) / 1000);
+    this.fan.partDone(this, raw);
+  }
+
+  abandon(): void {
+    if (this.state === Phase.Upstream) this.release();
+    this.state = Phase.Done;
+  }
+
+  private release(): void {
+    if (this.cluster !== undefined && this.endpoint !== undefined) {
+      this.cluster.active--;
+      this.endpoint.active--;
+      this.endpoint = undefined;
+    }
+    this.upstream = undefined;
+  }
+}
+
+/**
+ * A mirrored copy: its answer is read in its turn and dropped; it never touches the primary command's timing or
+ * outcome. A mirror that never answers holds only its slot on its own upstream connection.
+ */
+class Mirror implements Sendable {
+  readonly session = WIRE;
+  readonly mutation = undefined;
+  readonly expectsResponse = true;
+  readonly copyOnEncode = false;
+  upstreamId = 0;
+  private sent = false;
+
+  constructor(readonly frame: Frame) {}
+
+  get live(): boolean {
+    return !this.sent;
+  }
+
+  send(conn: RedisConnection, clusterName: string, hash: string | undefined): void {
+    const cluster = conn.listener.clusters.get(clusterName);
+    if (cluster === undefined || !cluster.hasRequestCapacity) return;
+    const endpoint = endpointOf(cluster, hashes(cluster) ? hash : undefined);
+    if (endpoint === undefined) return;
+    dispatch(conn.settings, cluster.pool(endpoint, upstreamCodec(cluster, conn.resp3), 'redis'), this);
+  }
+
+  attach(): void {
+    this.sent = true;
+  }
+
+  onResponse(): void {}
+
+  onFailure(): void {}
+}
+
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function printableKey(s: string): string {
+  const flat = s.replace(/[\x00-\x1f\x7f]/g, '?');
+  return flat.length > 100 ? `${flat.slice(0, 97)}...` : flat;
+}
+
