@@ -9,12 +9,14 @@ import { join } from 'node:path';
 export class ConfigWatcher {
   private timer: NodeJS.Timeout | undefined;
   private last = '';
+  /** A changed signature seen once: it must hold for one more poll before it counts. */
+  private settling: string | undefined;
   private busy = false;
 
   constructor(
     private readonly paths: readonly string[],
     private readonly onChange: () => Promise<void> | void,
-    private readonly intervalMs = 250,
+    private readonly intervalMs = 200,
   ) {}
 
   async start(): Promise<void> {
@@ -33,7 +35,14 @@ export class ConfigWatcher {
     this.busy = true;
     try {
       const sig = await this.signature();
-      if (sig !== this.last) {
+      if (sig === this.last) {
+        this.settling = undefined;
+      } else if (sig !== this.settling) {
+        // A file rewritten in place is first truncated, then written: a poll between the two would load it empty
+        // (often valid config: a router file with no routes). Wait until the files hold still for one poll.
+        this.settling = sig;
+      } else {
+        this.settling = undefined;
         this.last = sig;
         await this.onChange();
       }

@@ -22,7 +22,7 @@
  * The proxy forwards bytes as they are (it does not translate transports), so a client always talks the transport
  * of the server behind the listener it calls.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +94,7 @@ interface RouteSpec {
   attributes?: Record<string, Record<string, string>>;
   to: Array<{ subset: Subset; weight?: number }>;
   requestMutation?: { key: string; value: string }[];
+  responseMutation?: { key: string; value: string }[];
 }
 
 function serviceEntry(name: string, host: string, listen: number, endpoints: Array<{ port: number; labels: Record<string, string> }>): object {
@@ -155,9 +156,21 @@ function routerYaml(routes: RouteSpec[]): string {
         ...(r.attributes ? { match: { attributes: r.attributes } } : {}),
         route: r.to.map((d) => ({ destination: { host: HOST, subset: d.subset }, ...(d.weight !== undefined ? { weight: d.weight } : {}) })),
         ...(r.requestMutation ? { requestMutation: r.requestMutation } : {}),
+        ...(r.responseMutation ? { responseMutation: r.responseMutation } : {}),
       })),
     },
   });
+}
+
+/**
+ * Replaces a config file by rename, as editors and ConfigMap updates do. A plain rewrite (truncate, then write) can be
+ * read half-way by the proxy's watcher, which then applies the config without that file for a moment (see
+ * thrift-config-reload.test.ts).
+ */
+function writeAtomically(file: string, text: string): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
 }
 
 async function configVersion(): Promise<string> {
@@ -171,7 +184,7 @@ async function setRoutes(routes: RouteSpec[]): Promise<void> {
   if (text === routerText) return; // the same config has the same version: nothing to wait for
   const before = await configVersion();
   routerText = text;
-  writeFileSync(path.join(configDir, 'router.yaml'), text);
+  writeAtomically(path.join(configDir, 'router.yaml'), text);
   const t0 = Date.now();
   while ((await configVersion()) === before) {
     if (Date.now() - t0 > 10_000) throw new Error(`config not applied after 10 s\n${proxy.output()}`);
@@ -335,9 +348,11 @@ describe('each peer as client and as server, through waypost proxy --config', ()
     }
   }
 
-  // The old binary form without a version word (python's TBinaryProtocol with strictWrite off), read by strict servers.
+  // The old binary form without a version word (python's TBinaryProtocol with strictWrite off), which the codec
+  // detects from the first bytes. npm's strict-writing server reads it; python's does not (it reads a lax method name
+  // as bytes and finds no method: the reason peer.py has a `lax` server of its own).
   for (const transport of ['framed', 'buffered'] as const) {
-    for (const impl of ['python', 'npm'] as const) {
+    for (const impl of ['npm'] as const) {
       it(`python ${transport}/lax-binary client → proxy → ${impl} ${transport}/binary server`, async () => {
         const server = matrix.get(`${impl}-${transport}-binary`)!;
         const note = `py-lax→${impl} ${transport}`;
@@ -443,7 +458,7 @@ describe('routing on greeter.waypost.test (python THeader servers v1 and v2)', (
     await expect(c.muxGreeter.hello('m')).resolves.toBe('hello m from v1');
   });
 
-  it('applies requestMutation to THeader requests (seen by the python server), and forwards plain Thrift unchanged', async () => {
+  it('applies requestMutation and responseMutation to THeader messages (seen by the python server and client), and forwards plain Thrift unchanged', async () => {
     await setRoutes([
       {
         name: 'mutate',
@@ -452,6 +467,7 @@ describe('routing on greeter.waypost.test (python THeader servers v1 and v2)', (
           { key: 'x-lane', value: 'gray' },
           { key: 'x-user', value: 'rewritten' },
         ],
+        responseMutation: [{ key: 'x-served-by', value: 'waypost' }],
       },
     ]);
     const s = session('header', 'compact');
@@ -461,6 +477,13 @@ describe('routing on greeter.waypost.test (python THeader servers v1 and v2)', (
     // Headers are per message: the next call carries only the mutation.
     expect(await s.call({ method: 'headers' })).toEqual({ ok: { 'x-lane': 'gray', 'x-user': 'rewritten' } });
     expect(await s.call({ method: 'hello', args: ['x'] })).toEqual({ ok: 'hello x from v1' });
+    // A large THeader message: its header block is rewritten, the payload moved as it is.
+    expect(await s.call({ method: 'hello', args: [BIG], headers: { 'x-user': 'big' } })).toEqual({ ok: `hello ${BIG} from v1` });
+    // responseMutation: the client reads the header in the reply (python's server sends none of its own).
+    expect(await s.call({ method: 'hello', args: ['r'], replyHeaders: true })).toEqual({
+      ok: 'hello r from v1',
+      headers: { 'x-served-by': 'waypost' },
+    });
     // Framed Thrift has nowhere to carry headers: the call still works, the server sees none.
     expect(await pythonCall(gen, 'framed', 'binary', mainPort, [{ method: 'headers' }, { method: 'hello', args: ['y'] }])).toEqual([
       { ok: {} },
@@ -501,7 +524,6 @@ describe('local replies', () => {
     const cluster = `outbound|${mainPort}|dead|${HOST}`;
     const s = session('header', 'binary');
     const r = await s.call({ method: 'hello', args: ['x'], headers: { 'x-user': 'dead' } });
-    if (!('app' in r)) console.log('DEBUG', deadPort, JSON.stringify(r), proxy.output().split('\n').slice(-25).join('\n'), await (await httpGet(proxy.adminAddress, '/clusters')).body);
     expect(r).toEqual({ app: { type: INTERNAL_ERROR, message: expect.stringContaining(cluster) } });
     expect(await s.call({ method: 'hello', args: ['y'] })).toEqual({ ok: 'hello y from v1' });
     // A plain framed client has no header to send: route it to the dead subset by method instead.
