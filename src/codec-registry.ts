@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import type { CodecFactory } from './codec.js';
@@ -41,7 +42,9 @@ export class CodecRegistry {
 
   /** Loads a user codec module (a path or a package name) and registers what it exports. */
   async load(specifier: string): Promise<CodecFactory[]> {
-    const url = specifier.startsWith('.') || specifier.startsWith('/') ? pathToFileURL(resolve(specifier)).href : specifier;
+    // A path (relative or absolute, with or without ./) when such a file exists; otherwise a package name.
+    const isPath = specifier.startsWith('.') || specifier.startsWith('/') || existsSync(resolve(specifier));
+    const url = isPath ? pathToFileURL(resolve(specifier)).href : specifier;
     const mod = (await import(url)) as { default?: unknown; codecs?: unknown };
     const exported = mod.codecs ?? mod.default;
     const list = (Array.isArray(exported) ? exported : [exported]) as CodecFactory[];

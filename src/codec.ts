@@ -91,8 +91,13 @@ export interface CodecOptions {
   readonly side: 'downstream' | 'upstream';
 }
 
+const CODEC_ERROR = Symbol.for('waypost.CodecError');
+
 /** A decode failure: the connection it happened on is closed, the reason counted and logged. */
 export class CodecError extends Error {
+  /** A brand, so that a codec built against another copy of this package is still recognised. */
+  readonly [CODEC_ERROR] = true;
+
   constructor(
     /** A short stable reason, used as a log field (e.g. `bad_magic`, `frame_too_large`). */
     readonly reason: string,
@@ -101,6 +106,24 @@ export class CodecError extends Error {
     super(message);
     this.name = 'CodecError';
   }
+
+  /** Branded, or shaped like one (`name` CodecError and a string `reason`): codecs need not share our class. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false;
+    const v = value as Record<string | symbol, unknown>;
+    return v[CODEC_ERROR] === true || (v.name === 'CodecError' && typeof v.reason === 'string');
+  }
+}
+
+/**
+ * What the data plane does with anything thrown while it decodes a connection's bytes: a CodecError as it is; any
+ * other error (a bug in a codec or a filter) becomes a `codec_failure` that closes that connection only — it never
+ * takes the process down. `unexpected` tells the caller to log the stack.
+ */
+export function toCodecError(err: unknown): { error: CodecError; unexpected: boolean } {
+  if (err instanceof CodecError) return { error: err, unexpected: false };
+  const message = err instanceof Error ? err.message : String(err);
+  return { error: new CodecError('codec_failure', `unexpected error while handling a frame: ${message}`), unexpected: true };
 }
 
 /** Per-connection codec state. */

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { CodecError, type CodecSession, type Frame } from './codec.js';
+import { toCodecError, type CodecSession, type Frame } from './codec.js';
 import { Exchange } from './exchange.js';
 import type { ListenerRuntime } from './listener.js';
 import { log } from './log.js';
@@ -54,8 +54,9 @@ export class DownstreamConnection implements ConnectionHandler {
   private onData(chunk: Buffer): void {
     try {
       this.session.decode(chunk, this.onFrameBound);
-    } catch (err) {
-      if (!(err instanceof CodecError)) throw err;
+    } catch (thrown) {
+      const { error: err, unexpected } = toCodecError(thrown);
+      if (unexpected) log.error('unexpected error on a downstream connection', { listener: this.listener.name, stack: (thrown as Error).stack });
       this.listener.decodeErrors.inc();
       log.warn('malformed downstream frame, closing the connection', {
         listener: this.listener.name,

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
+import { toCodecError, type CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
 import { log } from './log.js';
 import { Outbox } from './outbox.js';
 
@@ -100,8 +100,9 @@ export class UpstreamConnection {
     this.socket.on('data', (chunk: Buffer) => {
       try {
         this.session.decode(chunk, this.onFrameBound);
-      } catch (err) {
-        if (!(err instanceof CodecError)) throw err;
+      } catch (thrown) {
+        const { error: err, unexpected } = toCodecError(thrown);
+        if (unexpected) log.error('unexpected error on an upstream connection', { cluster: opts.cluster, stack: (thrown as Error).stack });
         opts.hooks.onDecodeError(err);
         log.warn('malformed upstream frame, closing upstream connection', {
           cluster: opts.cluster,

@@ -317,7 +317,8 @@ class DubboSession implements CodecSession {
     if (edit === undefined) return frame.raw;
     let out = frame.raw;
     if (edit.mutation !== undefined && edit.mutation.length > 0) out = asDubboFrame(frame).mutated(edit.mutation);
-    else if (edit.copy === true) out = Buffer.from(out);
+    // `copy` promises never to write into `raw`, also when the mutation could not apply and gave `raw` back.
+    if (edit.copy === true && out === frame.raw) out = Buffer.from(out);
     if (edit.requestId !== undefined) writeRequestId(out, 0, edit.requestId);
     return out;
   }

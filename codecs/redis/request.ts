@@ -202,8 +202,11 @@ export class RedisRequest implements Frame, Metadata {
         const i = this.firstKeyIndex();
         return i > 0 ? this.argString(i) : undefined;
       }
-      default:
-        return undefined;
+      default: {
+        // Keys are case-insensitive: callers pass lower case, and anything else is looked up again lower-cased.
+        const lower = key.toLowerCase();
+        return lower !== key ? this.get(lower) : undefined;
+      }
     }
   }
 

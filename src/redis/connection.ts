@@ -7,7 +7,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
-import { CodecError, EMPTY_METADATA, type CodecSession, type Frame, type LocalReplyKind, type MessageType } from '../codec.js';
+import { toCodecError, EMPTY_METADATA, type CodecSession, type Frame, type LocalReplyKind, type MessageType } from '../codec.js';
 import type { Cluster, Endpoint } from '../cluster.js';
 import { wheel } from '../exchange.js';
 import type { ListenerRuntime } from '../listener.js';
@@ -252,8 +252,9 @@ export class RedisConnection implements ConnectionHandler {
     }
     try {
       this.session.decode(chunk, this.onFrameBound);
-    } catch (err) {
-      if (!(err instanceof CodecError)) throw err;
+    } catch (thrown) {
+      const { error: err, unexpected } = toCodecError(thrown);
+      if (unexpected) log.error('unexpected error on a redis connection', { listener: this.listener.name, stack: (thrown as Error).stack });
       this.listener.decodeErrors.inc();
       log.warn('malformed redis command, closing the connection', {
         listener: this.listener.name,

@@ -39,18 +39,27 @@ export interface Sample {
   metadata?: Record<string, string>;
   /** Whether `encode({mutation})` writes a mutation into this frame (readable back from the result). */
   mutable?: boolean;
+  /**
+   * Which session decodes it (default `downstream`). Only for codecs whose sessions differ by side (Redis: requests
+   * downstream, replies upstream); a local reply or heartbeat answer is read by a session of the other side.
+   */
+  side?: Side;
 }
+
+export type Side = 'downstream' | 'upstream';
+/** Garbage for a session of one side (a plain Buffer: downstream). */
+export type Garbage = Buffer | { bytes: Buffer; side: Side };
 
 export interface CodecFixture {
   codec: CodecFactory;
   /**
-   * Frames of every kind the codec supports (at least a request and a response). They are also fed back to back as
-   * one connection's stream, in this order: they must all be of the variant one connection speaks.
+   * Frames of every kind the codec supports (at least a request and a response). The samples of each side are also
+   * fed back to back as one connection's stream, in this order: they must all be of the variant one connection speaks.
    */
   samples: Sample[];
   /** Byte strings a fresh session must refuse at once with a CodecError (not wait for more). */
-  garbage: Buffer[];
-  /** The first bytes — the header alone, fewer than `maxFrameSize` — of a frame larger than `maxFrameSize`. */
+  garbage: Garbage[];
+  /** The first bytes — the header alone, fewer than `maxFrameSize` — of a frame larger than `maxFrameSize` (downstream). */
   oversize(maxFrameSize: number): Buffer;
   /** The metadata keys the codec documents (each must appear in some sample); lookups must ignore their case. */
   documentedKeys: string[];
@@ -81,24 +90,33 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
   describe(`codec conformance: ${name}`, () => {
     let fx: CodecFixture;
     let max: number;
-    /** The samples back to back, and what decoding them in one chunk gives. */
-    let stream: Buffer;
-    let reference: string[];
+    /** Per side: its samples back to back, and what decoding them in one chunk gives. */
+    let streams: Array<{ side: Side; samples: Sample[]; stream: Buffer; reference: string[] }>;
 
     beforeAll(async () => {
       fx = typeof fixtureOrLoader === 'function' ? await fixtureOrLoader() : fixtureOrLoader;
       max = fx.maxFrameSize ?? 1 << 20;
-      stream = Buffer.concat(fx.samples.map((s) => s.bytes));
-      reference = decodeAll(session(), [Buffer.from(stream)]).map(snapshot);
+      streams = [];
+      for (const side of ['downstream', 'upstream'] as const) {
+        const samples = fx.samples.filter((sm) => sideOf(sm) === side);
+        if (samples.length === 0) continue;
+        const stream = Buffer.concat(samples.map((sm) => sm.bytes));
+        const reference = decodeAll(session(side), [Buffer.from(stream)]).map((f) => snapshot(f));
+        streams.push({ side, samples, stream, reference });
+      }
     });
 
-    const session = (): CodecSession => fx.codec.create({ maxFrameSize: max, side: 'downstream' });
-    /** A fresh copy of a sample decoded on its own. */
+    const sideOf = (sm: Sample): Side => sm.side ?? 'downstream';
+    const other = (side: Side): Side => (side === 'downstream' ? 'upstream' : 'downstream');
+    const session = (side: Side = 'downstream', maxFrameSize = max): CodecSession => fx.codec.create({ maxFrameSize, side });
+    /** A fresh copy of `bytes` decoded on its own: exactly one frame. */
     const one = (bytes: Buffer, s: CodecSession = session()): Frame => {
       const frames = decodeAll(s, [Buffer.from(bytes)]);
       expect(frames, 'one frame').toHaveLength(1);
       return frames[0]!;
     };
+    /** A sample decoded on its own side; `s` (when given) is a session of that side. */
+    const decoded = (sm: Sample, bytes: Buffer = sm.bytes, s: CodecSession = session(sideOf(sm))): Frame => one(bytes, s);
 
     it('factory: a name, a port-name-safe protocol, a multiplexing mode; registers; sessions start empty', () => {
       const c = fx.codec;
@@ -121,7 +139,7 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
       for (const key of fx.documentedKeys) {
         expect(key, 'documented keys are lower-case').toBe(key.toLowerCase());
         expect(
-          fx.samples.some((s) => one(s.bytes).metadata.get(key) !== undefined),
+          fx.samples.some((sm) => decoded(sm).metadata.get(key) !== undefined),
           `some sample carries documented key "${key}"`,
         ).toBe(true);
       }
@@ -132,8 +150,8 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
 
     it('decodes each sample alone as the fixture says, raw equal to the bytes, nothing left buffered', () => {
       for (const sm of fx.samples) {
-        const s = session();
-        const f = one(sm.bytes, s);
+        const s = session(sideOf(sm));
+        const f = decoded(sm, sm.bytes, s);
         expect(s.buffered, sm.name).toBe(0);
         expect(f.type, sm.name).toBe(sm.type);
         expect(f.raw.equals(sm.bytes), sm.name).toBe(true);
@@ -146,60 +164,66 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
     });
 
     it('gives identical frames when the stream is split at every byte boundary', () => {
-      expect(reference).toHaveLength(fx.samples.length);
-      for (let i = 1; i < stream.length; i++) {
-        const s = session();
-        const frames: Frame[] = [];
-        const copy = Buffer.from(stream);
-        s.decode(copy.subarray(0, i), (f) => frames.push(f));
-        const consumed = frames.reduce((n, f) => n + f.raw.length, 0);
-        expect(s.buffered, `buffered after the first ${i} bytes`).toBe(i - consumed);
-        s.decode(copy.subarray(i), (f) => frames.push(f));
-        expect(s.buffered, `split at ${i}`).toBe(0);
-        const got = frames.map(snapshot);
-        if (got.join('\n') !== reference.join('\n')) expect(got, `split at ${i}`).toEqual(reference);
+      for (const { side, samples, stream, reference } of streams) {
+        expect(reference, side).toHaveLength(samples.length);
+        for (let i = 1; i < stream.length; i++) {
+          const s = session(side);
+          const frames: Frame[] = [];
+          const copy = Buffer.from(stream);
+          s.decode(copy.subarray(0, i), (f) => frames.push(f));
+          const consumed = frames.reduce((n, f) => n + f.raw.length, 0);
+          expect(s.buffered, `buffered after the first ${i} bytes`).toBe(i - consumed);
+          s.decode(copy.subarray(i), (f) => frames.push(f));
+          expect(s.buffered, `split at ${i}`).toBe(0);
+          const got = frames.map((f) => snapshot(f));
+          if (got.join('\n') !== reference.join('\n')) expect(got, `${side}: split at ${i}`).toEqual(reference);
+        }
       }
     });
 
     it('gives identical frames fed one byte at a time and in three pieces', () => {
-      const s = session();
-      const bytes = Buffer.from(stream);
-      const frames: Frame[] = [];
-      for (let i = 0; i < bytes.length; i++) s.decode(bytes.subarray(i, i + 1), (f) => frames.push(f));
-      expect(frames.map(snapshot)).toEqual(reference);
-      const rnd = mulberry32(fx.seed ?? 1);
-      for (let round = 0; round < 200; round++) {
-        const a = 1 + Math.floor(rnd() * (stream.length - 1));
-        const b = a + Math.floor(rnd() * (stream.length - a));
-        const copy = Buffer.from(stream);
-        const got = decodeAll(session(), [copy.subarray(0, a), copy.subarray(a, b), copy.subarray(b)]).map(snapshot);
-        if (got.join('\n') !== reference.join('\n')) expect(got, `pieces at ${a}/${b}`).toEqual(reference);
+      for (const { side, stream, reference } of streams) {
+        const s = session(side);
+        const bytes = Buffer.from(stream);
+        const frames: Frame[] = [];
+        for (let i = 0; i < bytes.length; i++) s.decode(bytes.subarray(i, i + 1), (f) => frames.push(f));
+        expect(frames.map((f) => snapshot(f))).toEqual(reference);
+        const rnd = mulberry32(fx.seed ?? 1);
+        for (let round = 0; round < 200; round++) {
+          const a = 1 + Math.floor(rnd() * (stream.length - 1));
+          const b = a + Math.floor(rnd() * (stream.length - a));
+          const copy = Buffer.from(stream);
+          const got = decodeAll(session(side), [copy.subarray(0, a), copy.subarray(a, b), copy.subarray(b)]).map((f) => snapshot(f));
+          if (got.join('\n') !== reference.join('\n')) expect(got, `${side}: pieces at ${a}/${b}`).toEqual(reference);
+        }
       }
     });
 
     it('emits 100 frames from one chunk in order, as views of that chunk (no copy)', () => {
-      const picks = Array.from({ length: 100 }, (_, i) => fx.samples[i % fx.samples.length]!);
-      const chunk = Buffer.concat(picks.map((p) => p.bytes));
-      const s = session();
-      const frames = decodeAll(s, [chunk]);
-      expect(frames).toHaveLength(100);
-      expect(s.buffered).toBe(0);
-      let offset = 0;
-      frames.forEach((f, i) => {
-        const p = picks[i]!;
-        expect(f.type, `frame ${i} (${p.name})`).toBe(p.type);
-        if (p.requestId !== undefined) expect(f.requestId, `frame ${i}`).toBe(p.requestId);
-        expect(f.raw.buffer === chunk.buffer, `frame ${i} (${p.name}) shares the chunk's memory`).toBe(true);
-        expect(f.raw.byteOffset, `frame ${i}`).toBe(chunk.byteOffset + offset);
-        expect(f.raw.equals(p.bytes), `frame ${i}`).toBe(true);
-        offset += p.bytes.length;
-      });
+      for (const { side, samples } of streams) {
+        const picks = Array.from({ length: 100 }, (_, i) => samples[i % samples.length]!);
+        const chunk = Buffer.concat(picks.map((p) => p.bytes));
+        const s = session(side);
+        const frames = decodeAll(s, [chunk]);
+        expect(frames).toHaveLength(100);
+        expect(s.buffered).toBe(0);
+        let offset = 0;
+        frames.forEach((f, i) => {
+          const p = picks[i]!;
+          expect(f.type, `frame ${i} (${p.name})`).toBe(p.type);
+          if (p.requestId !== undefined) expect(f.requestId, `frame ${i}`).toBe(p.requestId);
+          expect(f.raw.buffer === chunk.buffer, `frame ${i} (${p.name}) shares the chunk's memory`).toBe(true);
+          expect(f.raw.byteOffset, `frame ${i}`).toBe(chunk.byteOffset + offset);
+          expect(f.raw.equals(p.bytes), `frame ${i}`).toBe(true);
+          offset += p.bytes.length;
+        });
+      }
     });
 
     it('emits nothing for a truncated frame and buffers exactly what it was fed', () => {
       for (const sm of fx.samples) {
         for (const n of prefixLengths(sm.bytes.length)) {
-          const s = session();
+          const s = session(sideOf(sm));
           const frames = decodeAll(s, [Buffer.from(sm.bytes.subarray(0, n))]);
           expect(frames, `${sm.name}: first ${n} of ${sm.bytes.length} bytes`).toHaveLength(0);
           expect(s.buffered, `${sm.name}: first ${n} bytes`).toBe(n);
@@ -208,13 +232,15 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
     });
 
     it('refuses garbage with a CodecError and a reason, at once; frames before it are still emitted', () => {
-      for (const g of fx.garbage) {
-        const err = codecError(() => session().decode(Buffer.from(g), () => undefined), `garbage ${hex(g)}`);
+      for (const item of fx.garbage) {
+        const [g, side] = Buffer.isBuffer(item) ? [item, 'downstream' as const] : [item.bytes, item.side];
+        const err = codecError(() => session(side).decode(Buffer.from(g), () => undefined), `garbage ${hex(g)}`);
         expect(err.reason, `garbage ${hex(g)}`).toMatch(/^[a-z0-9_]+$/);
         expect(err.message.length).toBeGreaterThan(0);
+        const first = fx.samples.find((sm) => sideOf(sm) === side);
+        if (!first) continue;
         const frames: Frame[] = [];
-        const first = fx.samples[0]!;
-        codecError(() => session().decode(Buffer.concat([first.bytes, g]), (f) => frames.push(f)), `${first.name} + garbage ${hex(g)}`);
+        codecError(() => session(side).decode(Buffer.concat([first.bytes, g]), (f) => frames.push(f)), `${first.name} + garbage ${hex(g)}`);
         expect(frames.map((f) => f.type), `${first.name} before garbage ${hex(g)}`).toEqual([first.type]);
       }
     });
@@ -238,10 +264,11 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
 
     it('encode without an edit returns frame.raw itself, untouched', () => {
       for (const sm of fx.samples) {
-        const f = one(sm.bytes);
-        expect(session().encode(f) === f.raw, sm.name).toBe(true);
-        expect(session().encode(f, {}) === f.raw, `${sm.name}: {}`).toBe(true);
-        expect(session().encode(f, { mutation: [] }) === f.raw, `${sm.name}: empty mutation`).toBe(true);
+        const f = decoded(sm);
+        const s = session(sideOf(sm));
+        expect(s.encode(f) === f.raw, sm.name).toBe(true);
+        expect(s.encode(f, {}) === f.raw, `${sm.name}: {}`).toBe(true);
+        expect(s.encode(f, { mutation: [] }) === f.raw, `${sm.name}: empty mutation`).toBe(true);
         expect(f.raw.equals(sm.bytes), sm.name).toBe(true);
       }
     });
@@ -250,12 +277,12 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
       if (fx.codec.multiplexing !== 'id') return; // FIFO protocols have no ids to rewrite
       for (const sm of fx.samples) {
         for (const id of NEW_IDS) {
-          const s = session();
-          const f = one(sm.bytes, s);
+          const s = session(sideOf(sm));
+          const f = decoded(sm, sm.bytes, s);
           const before = snapshot(f, { raw: false, requestId: false });
           const out = s.encode(f, { requestId: id });
-          expect(f.requestId, `${sm.name}: frame.requestId keeps the id received`).toBe(one(sm.bytes).requestId);
-          const back = one(out);
+          expect(f.requestId, `${sm.name}: frame.requestId keeps the id received`).toBe(decoded(sm).requestId);
+          const back = decoded(sm, out);
           expect(back.requestId, `${sm.name} → ${id}`).toBe(id);
           expect(snapshot(back, { raw: false, requestId: false }), `${sm.name} → ${id}`).toEqual(before);
         }
@@ -264,8 +291,8 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
 
     it('encode({copy: true, ...}) leaves the frame bytes untouched and returns new bytes', () => {
       for (const sm of fx.samples) {
-        const s = session();
-        const f = one(sm.bytes, s);
+        const s = session(sideOf(sm));
+        const f = decoded(sm, sm.bytes, s);
         const copied = s.encode(f, { copy: true });
         expect(copied !== f.raw, sm.name).toBe(true);
         expect(copied.equals(sm.bytes), sm.name).toBe(true);
@@ -275,10 +302,10 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
         const out = s.encode(f, { copy: true, requestId: 0x7fff_fffe });
         expect(f.raw.equals(sm.bytes), `${sm.name}: raw untouched`).toBe(true);
         expect(out !== f.raw, sm.name).toBe(true);
-        expect(one(out).requestId, sm.name).toBe(0x7fff_fffe);
+        expect(decoded(sm, out).requestId, sm.name).toBe(0x7fff_fffe);
         const mutated = s.encode(f, { copy: true, requestId: 5, mutation: [{ key: 'x-conformance', value: '1' }] });
         expect(f.raw.equals(sm.bytes), `${sm.name}: raw untouched by a copied mutation`).toBe(true);
-        expect(one(mutated).requestId, sm.name).toBe(5);
+        expect(decoded(sm, mutated).requestId, sm.name).toBe(5);
       }
     });
 
@@ -288,11 +315,11 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
         { key: 'X-Conformance-Case', value: 'Mixed Value' },
       ];
       for (const sm of fx.samples) {
-        const s = session();
-        const f = one(sm.bytes, s);
+        const s = session(sideOf(sm));
+        const f = decoded(sm, sm.bytes, s);
         const beforeEntries = entriesOf(f);
         const out = s.encode(f, { mutation, requestId: 77 });
-        const back = one(out);
+        const back = decoded(sm, out);
         expect(back.type, sm.name).toBe(f.type);
         expect(back.status, sm.name).toBe(f.status);
         if (fx.codec.multiplexing === 'id') expect(back.requestId, sm.name).toBe(77);
@@ -302,11 +329,11 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
         const after = entriesOf(back);
         for (const [k, v] of Object.entries(beforeEntries)) expect(after[k], `${sm.name}: entry ${k} kept`).toBe(v);
         // and again on the mutated frame: a key already there is replaced, not repeated
-        const twice = one(session().encode(back, { mutation: [{ key: 'x-conformance', value: 'second' }] }));
+        const twice = decoded(sm, s.encode(back, { mutation: [{ key: 'x-conformance', value: 'second' }] }));
         expect(twice.metadata.get('x-conformance'), sm.name).toBe('second');
         expect([...twice.metadata.entries()].filter(([k]) => k === 'x-conformance'), sm.name).toHaveLength(1);
         // setting what is already there changes nothing: same bytes (so nothing was appended beside the old entry)
-        const same = session().encode(back, { mutation });
+        const same = s.encode(back, { mutation });
         expect(same.equals(back.raw), `${sm.name}: re-applying a mutation is idempotent`).toBe(true);
       }
     });
@@ -314,8 +341,8 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
     it('a mutation the codec cannot carry (a 70,000-byte value) is written or refused with a CodecError', () => {
       const huge: KeyValue[] = [{ key: 'x-huge', value: 'v'.repeat(70_000) }];
       for (const sm of fx.samples) {
-        const s = session();
-        const f = one(sm.bytes, s);
+        const s = session(sideOf(sm));
+        const f = decoded(sm, sm.bytes, s);
         let out: Buffer;
         try {
           out = s.encode(f, { mutation: huge, requestId: 3 });
@@ -323,7 +350,7 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
           expect(err, `${sm.name}: ${(err as Error).message}`).toBeInstanceOf(CodecError);
           continue;
         }
-        const back = one(out, fx.codec.create({ maxFrameSize: max + 100_000, side: 'upstream' }));
+        const back = decoded(sm, out, session(sideOf(sm), max + 100_000));
         expect(back.type, sm.name).toBe(sm.type);
         if (sm.mutable === true) expect(back.metadata.get('x-huge'), sm.name).toBe(huge[0]!.value);
       }
@@ -332,8 +359,8 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
     it('localReply: every kind decodes as a non-ok response with the id the client sent; none for oneway', () => {
       for (const sm of fx.samples) {
         if (sm.type !== 'request' && sm.type !== 'oneway') continue;
-        const s = session();
-        const f = one(sm.bytes, s);
+        const s = session(sideOf(sm));
+        const f = decoded(sm, sm.bytes, s);
         const clientId = f.requestId;
         // The proxy patches its upstream id into raw before a failure is known: the reply must not read it back.
         if (fx.codec.multiplexing === 'id') s.encode(f, { requestId: 0x0102_0304 });
@@ -348,7 +375,7 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
             continue;
           }
           expect(bytes, `${sm.name}: ${reply.kind}`).toBeInstanceOf(Buffer);
-          const back = one(bytes!, fx.codec.create({ maxFrameSize: max, side: 'upstream' }));
+          const back = one(bytes!, session(other(sideOf(sm)))); // read by the peer that sent the request
           expect(back.type, `${sm.name}: ${reply.kind}`).toBe('response');
           expect(back.requestId, `${sm.name}: ${reply.kind}`).toBe(clientId);
           expect(back.status, `${sm.name}: ${reply.kind}`).toBeDefined();
@@ -359,15 +386,15 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
 
     it('heartbeats: answered where the protocol has them, with the same id; nothing else is answered', () => {
       for (const sm of fx.samples) {
-        const s = session();
-        const f = one(sm.bytes, s);
+        const s = session(sideOf(sm));
+        const f = decoded(sm, sm.bytes, s);
         const reply = s.heartbeatReply(f);
         if (!fx.heartbeats || f.type !== 'heartbeat' || f.expectsReply !== true) {
           expect(reply, sm.name).toBeUndefined();
           continue;
         }
         expect(reply, sm.name).toBeInstanceOf(Buffer);
-        const back = one(reply!);
+        const back = one(reply!, session(other(sideOf(sm))));
         expect(['heartbeat', 'response'], sm.name).toContain(back.type);
         expect(back.requestId, sm.name).toBe(f.requestId);
         expect(back.expectsReply === true, `${sm.name}: an answer expects no answer`).toBe(false);
@@ -377,7 +404,7 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
 
     it('metadata: entries have lower-case keys that get() returns; documented keys ignore case', () => {
       for (const sm of fx.samples) {
-        const f = one(sm.bytes);
+        const f = decoded(sm);
         for (const [k, v] of f.metadata.entries()) {
           expect(k, `${sm.name}: key`).toBe(k.toLowerCase());
           expect(f.metadata.get(k), `${sm.name}: get(${k})`).toBe(v);
@@ -393,18 +420,20 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
     });
 
     it('never throws anything but CodecError on random byte mutations of valid frames', () => {
-      const rnd = mulberry32(fx.seed ?? 0x5eed);
-      const rounds = fx.fuzzRounds ?? 400;
+      const rnd = mulberry32(Number(process.env.CONFORMANCE_SEED) || (fx.seed ?? 0x5eed));
+      // CONFORMANCE_FUZZ_ROUNDS=20000 for a longer hunt (the default keeps `npm test` quick).
+      const rounds = Number(process.env.CONFORMANCE_FUZZ_ROUNDS) || (fx.fuzzRounds ?? 400);
       let emitted = 0;
       let refused = 0;
       for (let round = 0; round < rounds; round++) {
-        const base = round % 10 === 9 ? stream : fx.samples[Math.floor(rnd() * fx.samples.length)]!.bytes;
+        const group = streams[round % streams.length]!;
+        const base = round % 10 === 9 ? group.stream : group.samples[Math.floor(rnd() * group.samples.length)]!.bytes;
         const bytes = mutate(base, rnd);
         const where = `round ${round}: ${hex(bytes, 96)}`;
         const cut = Math.floor(rnd() * (bytes.length + 1));
         // Twice: frames remember what they read, so once reading metadata first and once encoding first.
         for (const order of ['metadata first', 'encode first'] as const) {
-          const s = session();
+          const s = session(group.side);
           const sink = (f: Frame): void => {
             emitted++;
             exercise(s, f, order, where);

@@ -348,7 +348,7 @@ describe('the KV-RPC demo', () => {
 describe('user codec loading (src/)', () => {
   const root = projectRoot();
 
-  it('--codec takes a relative path without ./, as the docs write it (src/codec-registry.ts load)', () => {
+  it('--codec takes a relative path without ./ (dist/x.js), as node does (src/codec-registry.ts load)', () => {
     const r = spawnSync(
       process.execPath,
       ['bin/waypost.js', 'validate', '--codec', 'dist/examples/custom-codec/codec.js', 'examples/custom-codec/config'],
