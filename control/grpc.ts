@@ -283,9 +283,9 @@ function buildRoutes(index: GrpcIndex, g: GrpcService, listenerPort: number): Ht
 function routeMatch(m: HttpMatchRequest | undefined): HttpRoute['match'] {
   const out: HttpRoute['match'] = {};
   const uri = m?.uri;
-  if (uri?.exact !== undefined) out.path = uri.exact;
-  else if (uri?.prefix !== undefined) out.prefix = uri.prefix;
-  else if (uri?.regex !== undefined) out.safe_regex = { regex: uri.regex };
+  if (uri?.exact != null) out.path = uri.exact;
+  else if (uri?.prefix != null) out.prefix = uri.prefix;
+  else if (uri?.regex != null) out.safe_regex = { regex: uri.regex };
   else out.prefix = '/';
   const headers = Object.entries(m?.headers ?? {}).map(([name, sm]) => headerMatcher(name, sm ?? {}));
   if (headers.length > 0) out.headers = headers;
@@ -305,7 +305,7 @@ function routeAction(index: GrpcIndex, http: VirtualServiceHttpRoute, listenerPo
     if (header && !hashes.includes(header)) hashes.push(header);
   }
   const action: HttpRouteAction = targets.length === 1 ? { cluster: targets[0]!.name } : { weighted_clusters: { clusters: targets } };
-  if (http.timeout !== undefined) {
+  if (http.timeout != null) {
     const timeout = toDurationJson(http.timeout);
     // gRPC reads max_stream_duration (A31); Envoy reads timeout. Istio sends both for proxyless clients.
     action.timeout = timeout;
@@ -332,7 +332,7 @@ function retryPolicy(r: HttpRetry | undefined): HttpRouteAction['retry_policy'] 
     .filter((s) => s !== '')
     .join(',');
   const out: NonNullable<HttpRouteAction['retry_policy']> = { retry_on: retryOn, num_retries: r.attempts };
-  if (r.perTryTimeout !== undefined) out.per_try_timeout = toDurationJson(r.perTryTimeout);
+  if (r.perTryTimeout != null) out.per_try_timeout = toDurationJson(r.perTryTimeout);
   return out;
 }
 
@@ -341,7 +341,7 @@ function faultConfig(f: HttpFaultInjection): HttpFault {
   if (f.delay) out.delay = { fixed_delay: toDurationJson(f.delay.fixedDelay ?? '0s'), percentage: fraction(f.delay.percentage) };
   if (f.abort) {
     out.abort = { percentage: fraction(f.abort.percentage) };
-    if (f.abort.grpcStatus !== undefined) out.abort.grpc_status = GRPC_STATUS[f.abort.grpcStatus]!;
+    if (f.abort.grpcStatus != null) out.abort.grpc_status = GRPC_STATUS[f.abort.grpcStatus]!;
     else out.abort.http_status = f.abort.httpStatus!;
   }
   return out;
@@ -413,11 +413,11 @@ export function checkGrpc(model: ConfigModel, errors: ConfigError[], warnings: C
 
   for (const { svc, ports } of index.services.values()) checkGrpcServiceEntry(checker(svc.doc), svc, ports);
 
-  for (const [host, { svc }] of index.services) {
+  for (const [host, { ports }] of index.services) {
     const dr = model.destinationRules.get(host);
     if (!dr) continue;
     const c = checker(dr.doc);
-    const numbers = grpcPorts(svc).map((p) => p.number).join(', ');
+    const numbers = ports.map((p) => p.number).join(', ');
     const lbPaths: Array<[unknown, string]> = [[dr.spec.trafficPolicy, 'spec.trafficPolicy']];
     (Array.isArray(dr.spec.subsets) ? dr.spec.subsets : []).forEach((s, i) => {
       if (isMapping(s)) lbPaths.push([s.trafficPolicy, `spec.subsets[${i}].trafficPolicy`]);
@@ -427,6 +427,14 @@ export function checkGrpc(model: ConfigModel, errors: ConfigError[], warnings: C
       const simple = lb?.simple;
       if (simple === 'RANDOM' || simple === 'LEAST_REQUEST' || simple === 'LEAST_CONN') {
         c.warn(`${path}.loadBalancer.simple`, `gRPC's xDS clients balance only ROUND_ROBIN or by consistent hash: the clusters of gRPC port ${numbers} use ROUND_ROBIN`);
+      }
+      const od = isMapping(policy) && isMapping(policy.outlierDetection) ? policy.outlierDetection : undefined;
+      const counted = ['consecutiveErrors', 'consecutive5xxErrors', 'consecutiveGatewayErrors'].filter((k) => od?.[k] != null);
+      if (counted.length > 0) {
+        c.warn(
+          `${path}.outlierDetection`,
+          `gRPC's xDS clients eject by success rate only (gRPC A50), not after consecutive errors: ${counted.join(', ')} ignored by the clients of gRPC port ${numbers}`,
+        );
       }
     }
   }
@@ -440,7 +448,8 @@ export function checkGrpc(model: ConfigModel, errors: ConfigError[], warnings: C
     const hosts = entry ? index.hostsOf(doc) : [];
     if (!entry || hosts.length === 0) {
       if (namesGrpcHost(index, doc.spec)) {
-        // A gRPC host, but not routed: the wrong apiVersion, or gateways without "mesh".
+        // A gRPC host, but not routed: the wrong apiVersion, gateways without "mesh", or another VirtualService
+        // has the host (reported with the conflicts).
         if (!ISTIO_NETWORKING.includes(doc.apiVersion)) {
           c.error('apiVersion', `VirtualService must be ${ISTIO_NETWORKING.join(', ')} (got "${doc.apiVersion}")`);
         } else if (isMapping(doc.spec) && !appliesToMesh(doc.spec)) {
@@ -448,7 +457,7 @@ export function checkGrpc(model: ConfigModel, errors: ConfigError[], warnings: C
         }
         continue;
       }
-      if (!index.conflicts.some((x) => x.doc === doc)) c.warn('', 'VirtualService is not translated yet: ignored');
+      c.warn('', 'VirtualService is not translated yet: ignored');
       continue;
     }
     checkVirtualService(c, entry.spec as unknown as VirtualServiceSpec, index, hosts);
@@ -607,6 +616,7 @@ function checkStringMatch(c: Checker, raw: unknown, path: string, emptyMeansPres
   }
   const sm = c.mapping(raw, path);
   if (!sm) return;
+  for (const k of MATCH_TYPES) if (sm[k] === null) c.error(fieldPath(path, k), 'must be a string (got null)');
   const keys = Object.keys(sm).filter((k) => sm[k] !== undefined);
   for (const k of keys.filter((k) => !MATCH_TYPES.includes(k))) c.error(fieldPath(path, k), `unknown match type "${k}": use exact, prefix or regex`);
   const used = keys.filter((k) => MATCH_TYPES.includes(k));

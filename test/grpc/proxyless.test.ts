@@ -150,7 +150,7 @@ describe('proxyless gRPC: a @grpc/grpc-js-xds client routed by waypost control',
     expect(v1.answered + v2.answered).toBe(answered); // aborted in the client, never sent
 
     // The backend would answer within the call's own 5 s deadline; the route's 200ms timeout ends it first.
-    const [slow] = await c.call(1, { 'x-delay-ms': '1500' });
+    const [slow] = await c.call(1, { 'x-delay-ms': '3000' });
     expect(slow!.code).toBe(4); // DEADLINE_EXCEEDED
 
     const failedBefore = v2.failed;
@@ -165,11 +165,16 @@ describe('proxyless gRPC: a @grpc/grpc-js-xds client routed by waypost control',
     const proxy = await spawnCli(['proxy', '--xds', `127.0.0.1:${ports.xds}`, '--node', 'waypost-dp', '--admin', `127.0.0.1:${ports.proxyAdmin}`]);
     try {
       await until(async () => (await httpGet(`127.0.0.1:${ports.proxyAdmin}`, '/ready')).status === 200, `the proxy to be ready\n${proxy.output()}`, 15_000, 50);
-      const types = await nodeTypes('waypost-dp');
+      // Its ACK of the listeners (the API listener among them) reaches the server just after it applied them.
       const served = (await syncz()).types;
+      const types = await until(async () => {
+        const t = await nodeTypes('waypost-dp');
+        const lds = t[TYPE_LISTENER];
+        return lds && (lds.last_acked !== null || lds.last_nack !== null) && t;
+      }, 'the proxy to answer the listeners');
       expect(types[TYPE_LISTENER]!.subscribed).toBe('*');
-      expect(types[TYPE_LISTENER]!.last_acked?.version).toBe(served[TYPE_LISTENER]);
       expect(types[TYPE_LISTENER]!.last_nack).toBeNull();
+      expect(types[TYPE_LISTENER]!.last_acked?.version).toBe(served[TYPE_LISTENER]);
       expect(types[TYPE_HTTP_ROUTE]).toBeUndefined(); // it does not ask for proxyless gRPC's routes
       expect(JSON.parse((await httpGet(`127.0.0.1:${ports.proxyAdmin}`, '/listeners')).body)).toEqual([]);
       const clusters = JSON.parse((await httpGet(`127.0.0.1:${ports.proxyAdmin}`, '/clusters')).body) as Array<{ name: string }>;
