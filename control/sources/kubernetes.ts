@@ -193,7 +193,8 @@ export class KubernetesSource implements DocumentSource {
       if (list) list.push(s);
       else slicesByService.set(key, [s]);
     }
-    const podsUsable = this.pods?.state === 'synced';
+    // Pod labels once pods were listed (a transient failure keeps the last ones: labels, hence subsets, must not flap).
+    const podsUsable = this.pods?.state === 'synced' || this.pods?.state === 'failing';
 
     for (const svc of sortedObjects(this.services.items)) {
       const ns = svc.metadata?.namespace ?? '';

@@ -27,7 +27,7 @@ import {
   type DubboService,
 } from './dubbo-registry.js';
 import type { DocumentSource } from './source.js';
-import { zookeeperModule, type ZkClient, type ZkError, type ZkWatcher } from './zk-client.js';
+import { createZkClient, zookeeperModule, type ZkClient, type ZkError, type ZkWatcher } from './zk-client.js';
 
 /** Children of the registry root that are not interfaces (Dubbo's config center and metadata). */
 const NOT_INTERFACES = new Set(['config', 'metadata', 'mapping']);
@@ -100,12 +100,15 @@ export class ZookeeperSource implements DocumentSource {
   // ---- ZooKeeper session ----------------------------------------------------------------------------------------
 
   private connect(): void {
-    const client = zookeeperModule().createClient(this.opts.address, {
+    const client = createZkClient(this.opts.address, {
       sessionTimeout: this.opts.sessionTimeoutMs ?? 30_000,
       spinDelay: 1000,
       retries: 0,
     });
     this.client = client;
+    client.on('protocolError', (err: Error) => {
+      if (client === this.client && !this.closed) log.warn(`zookeeper: undecodable data from the server (${err.message}); reconnecting`, { address: this.opts.address });
+    });
     let wasConnected = false;
     client.on('state', (state: { name: string }) => {
       if (client !== this.client || this.closed) return;

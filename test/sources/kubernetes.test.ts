@@ -16,7 +16,8 @@ import { setLogSink } from '../../src/log.js';
 import { decodeResource } from '../../src/xds/convert.js';
 import { TYPE_META_ROUTE } from '../../src/xds/resources.js';
 import type { CrdDocument } from '../../control/types.js';
-import { rawAdsClient, until, type RawAdsClient, type RawRequest, type RawResponse, type RawStream } from '../xds/helpers.js';
+import { freePorts, httpGet } from '../../examples/dubbo/harness.js';
+import { rawAdsClient, spawnCli, until, type RawAdsClient, type RawRequest, type RawResponse, type RawStream } from '../xds/helpers.js';
 import { FakeKubeApi, TEST_CA, type Obj, type Res } from './kube-api.js';
 
 const NS = 'default';
@@ -410,5 +411,60 @@ describe('control plane with the Kubernetes source', () => {
       const v1 = cp.snapshot!.endpoints.find((e) => (e as { cluster_name: string }).cluster_name === `outbound|${PORT}|v1|${HOST}`);
       return v1 && !JSON.stringify(v1).includes('10.1.0.1');
     }, 'the v1 endpoint to be gone');
+  });
+});
+
+describe('an unreachable API server', () => {
+  it('does not hold up the start, and logs why it has nothing', async () => {
+    const api = new FakeKubeApi(ALL);
+    await api.listen();
+    const file = kubeconfig(api, 'kc-gone');
+    await api.close(); // nothing listens there any more
+    const mark = logLines.length;
+    const src = new KubernetesSource({ kubeconfig: file, informer: { ...FAST, retryMs: 5000 } });
+    await src.start(() => {});
+    expect(src.documents()).toEqual([]);
+    expect(src.informers().every((i) => i.state === 'failing')).toBe(true);
+    expect(logLines.slice(mark).join('\n')).toMatch(/kubernetes: cannot list metarouters \(keeping the last 0\): .*ECONNREFUSED/);
+    await src.close();
+  });
+});
+
+describe('waypost control --kubernetes --kubeconfig PATH', () => {
+  let api: FakeKubeApi;
+
+  beforeAll(async () => {
+    api = new FakeKubeApi(ALL);
+    await api.listen();
+    seed(api);
+  });
+
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  it('serves what the API server holds', async () => {
+    const [xds, admin] = await freePorts(2);
+    const cp = await spawnCli(['control', '--kubernetes', '--kubeconfig', kubeconfig(api, 'kc-cli'), '--xds-listen', `127.0.0.1:${xds}`, '--admin', `127.0.0.1:${admin}`]);
+    try {
+      await until(async () => (await httpGet(`127.0.0.1:${admin}`, '/ready')).status === 200, 'the control plane to be ready', 15_000, 50).catch((e: Error) => {
+        throw new Error(`${e.message}\n${cp.output()}`);
+      });
+      const dump = (await httpGet(`127.0.0.1:${admin}`, '/config_dump')).body;
+      expect(dump).toContain(`outbound|${PORT}|v1|${HOST}`);
+      expect(dump).toContain('10.1.0.1');
+      expect(cp.output()).toMatch(/kubernetes: listed/);
+    } finally {
+      await cp.stop();
+    }
+  });
+
+  it('refuses --kubeconfig without --kubernetes, and says why a kubeconfig cannot be used', async () => {
+    const usage = await spawnCli(['control', '--kubeconfig', '/nowhere', '--xds-listen', '127.0.0.1:0']);
+    expect(await usage.exited).toBe(2);
+    expect(usage.output()).toMatch(/--kubeconfig goes with --kubernetes/);
+    const bad = await spawnCli(['control', '--kubernetes', '--kubeconfig', path.join(tmp, 'missing'), '--xds-listen', '127.0.0.1:0', '--admin', 'off']);
+    expect(await bad.exited).toBe(1);
+    expect(bad.output()).toMatch(/cannot read kubeconfig .*missing/);
   });
 });

@@ -10,12 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, projectRoot } from '../../examples/dubbo/harness.js';
 import { DEMO_INTERFACE } from '../../examples/dubbo/provider.js';
-import { zookeeperModule, type ZkClient } from '../../control/sources/zk-client.js';
+import { createZkClient, zookeeperModule, type ZkClient } from '../../control/sources/zk-client.js';
 
 export interface ZookeeperServer {
   port: number;
   address: string;
   output(): string;
+  /** Stops the server (SIGTERM) and starts it again on the same port and data (sessions survive, as in a real restart). */
+  restart(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -35,58 +37,76 @@ export async function startZookeeper(): Promise<ZookeeperServer> {
     [`tickTime=2000`, `dataDir=${path.join(dir, 'data')}`, `clientPort=${port}`, `clientPortAddress=127.0.0.1`, `admin.enableServer=false`, `maxSessionTimeout=60000`, ''].join('\n'),
   );
   const classpath = [dir, jar, ...(logger ? [logger] : [])].join(':');
-  const child: ChildProcess = spawn(
-    'java',
-    ['-Xmx128m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-cp', classpath, '-Dzookeeper.admin.enableServer=false', 'org.apache.zookeeper.server.ZooKeeperServerMain', path.join(dir, 'zoo.cfg')],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const lines: string[] = [];
-  const collect = (b: Buffer): void => {
-    lines.push(b.toString('utf8'));
-    if (lines.length > 200) lines.splice(0, lines.length - 200);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const kill = (): void => void child.kill('SIGKILL');
-  process.once('exit', kill);
   const address = `127.0.0.1:${port}`;
+  const lines: string[] = [];
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  const kill = (): void => void child?.kill('SIGKILL');
+  process.once('exit', kill);
+
+  const launch = async (): Promise<void> => {
+    const c = spawn(
+      'java',
+      ['-Xmx128m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-cp', classpath, '-Dzookeeper.admin.enableServer=false', 'org.apache.zookeeper.server.ZooKeeperServerMain', path.join(dir, 'zoo.cfg')],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child = c;
+    const collect = (b: Buffer): void => {
+      lines.push(b.toString('utf8'));
+      if (lines.length > 200) lines.splice(0, lines.length - 200);
+    };
+    c.stdout!.on('data', collect);
+    c.stderr!.on('data', collect);
+    exited = new Promise<void>((r) => c.once('exit', () => r()));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (c.exitCode !== null) throw new Error(`zookeeper exited (${c.exitCode}):\n${lines.join('')}`);
+      try {
+        const client = await connect(address, 2000);
+        client.close();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`zookeeper did not answer on ${address}: ${(err as Error).message}\n${lines.join('')}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  };
+  const halt = async (): Promise<void> => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), 4000);
+    await exited;
+    clearTimeout(t);
+  };
+
   const server: ZookeeperServer = {
     port,
     address,
     output: () => lines.join(''),
+    async restart(downMs = 0) {
+      await halt();
+      await new Promise((r) => setTimeout(r, downMs));
+      await launch();
+    },
     async stop() {
       process.off('exit', kill);
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(kill, 4000);
-        await exited;
-        clearTimeout(t);
-      }
+      await halt();
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`zookeeper exited (${child.exitCode}):\n${server.output()}`);
-    try {
-      const c = await connect(address, 2000);
-      c.close();
-      return server;
-    } catch (err) {
-      if (Date.now() > deadline) {
-        await server.stop();
-        throw new Error(`zookeeper did not answer on ${address}: ${(err as Error).message}\n${server.output()}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
+  try {
+    await launch();
+  } catch (err) {
+    await server.stop();
+    throw err;
   }
+  return server;
 }
 
 /** A connected client (its own session). */
 export function connect(address: string, timeoutMs = 5000, sessionTimeout = 6000): Promise<ZkClient> {
-  const zk = zookeeperModule();
-  const client = zk.createClient(address, { sessionTimeout, spinDelay: 200, retries: 0 });
+  const client = createZkClient(address, { sessionTimeout, spinDelay: 200, retries: 0 });
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
       client.close();
