@@ -8,6 +8,7 @@ import { createRegistry } from './builtin-codecs.js';
 import type { CodecRegistry } from './codec-registry.js';
 import { ConfigWatcher } from './config-watch.js';
 import { log, setLogLevel } from './log.js';
+import { isWorker, runPrimary, serveWorker } from './workers.js';
 import { ConfigRejectedError, Proxy } from './proxy.js';
 import { defaultNodeId, splitHostPort } from './xds/options.js';
 
@@ -31,6 +32,7 @@ Common options:
   --codec MODULE              load a user codec module (repeatable)
   --bind ADDRESS              address for ServiceEntries without addresses (default 127.0.0.1)
   --max-frame-size BYTES      largest frame accepted (default 8388608)
+  --workers N                 proxy: event loops (processes) sharing the listeners (default 1)
   --log-level LEVEL           error, warn, info (default), debug
   --help                      this text
 `;
@@ -51,6 +53,7 @@ const OPTIONS = {
   kubernetes: { type: 'boolean' },
   kubeconfig: { type: 'string' },
   zookeeper: { type: 'string' },
+  workers: { type: 'string' },
 } as const;
 
 async function main(argv: string[]): Promise<number> {
@@ -117,13 +120,22 @@ async function main(argv: string[]): Promise<number> {
       if (maxFrameSize !== undefined && !(Number.isInteger(maxFrameSize) && maxFrameSize > 16)) {
         throw new UsageError('--max-frame-size must be a positive integer number of bytes');
       }
-      const admin = values.admin ?? '127.0.0.1:15000';
+      const workers = values.workers === undefined ? 1 : Number(values.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError('--workers wants a whole number from 1 to 64');
+      let admin = values.admin ?? '127.0.0.1:15000';
+      if (workers > 1 && !isWorker()) {
+        // The primary only forks and serves the admin API; every worker runs this same command without an admin.
+        const adminAddress = admin === 'off' ? undefined : usageCheck(() => splitHostPort(admin, '--admin'));
+        return runPrimary(workers, [...process.argv.slice(2), '--admin', 'off'], adminAddress);
+      }
+      const onProxy = isWorker() ? serveWorker : undefined;
+      if (isWorker()) admin = 'off';
       if (values.xds !== undefined) {
         usageCheck(() => splitHostPort(values.xds!, '--xds'));
         if (values.node === '') throw new UsageError('--node must not be empty');
-        return runXdsProxy(values.xds, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize });
+        return runXdsProxy(values.xds, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize, onProxy });
       }
-      return runProxy(paths, { bind, admin, registry, maxFrameSize });
+      return runProxy(paths, { bind, admin, registry, maxFrameSize, onProxy });
     }
     case 'control': {
       if (values.xds !== undefined || values.node !== undefined) throw new UsageError('--xds and --node are options of proxy (control takes --xds-listen)');
@@ -165,9 +177,10 @@ async function startProxyAdmin(proxy: Proxy, address: string): Promise<http.Serv
 /** `waypost proxy --xds`: the data plane fed by an xDS server (src/xds/client.ts). */
 async function runXdsProxy(
   server: string,
-  opts: { node: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined },
+  opts: { node: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined },
 ): Promise<number> {
   const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize });
+  opts.onProxy?.(proxy);
   const admin = await startProxyAdmin(proxy, opts.admin);
   const { XdsClient } = await import('./xds/client.js'); // gRPC is loaded only for --xds
   const client = new XdsClient({ server, proxy, nodeId: opts.node });
@@ -235,9 +248,10 @@ async function runControl(
 
 async function runProxy(
   paths: string[],
-  opts: { bind: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined },
+  opts: { bind: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined },
 ): Promise<number> {
   const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize });
+  opts.onProxy?.(proxy);
   let admin: http.Server | undefined;
   if (opts.admin !== 'off') {
     const m = /^(.*):(\d+)$/.exec(opts.admin);

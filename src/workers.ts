@@ -32,6 +32,8 @@ export function isWorker(): boolean {
 
 /** In a worker: answers the primary's questions about this worker's proxy and shares its metrics. */
 export function serveWorker(proxy: Proxy): void {
+  // Constructing an AggregatorRegistry is what installs prom-client's reply to the primary's metrics requests.
+  new AggregatorRegistry();
   AggregatorRegistry.setRegistries([proxy.metrics.registry]);
   process.on('message', (msg: Ask) => {
     if (!msg || msg.waypost !== 'ask') return;
@@ -74,10 +76,11 @@ export async function runPrimary(count: number, argv: readonly string[], admin: 
   const ask = (w: Worker, question: Question): Promise<unknown> =>
     new Promise((resolve) => {
       const id = nextId++;
+      // A worker still starting has no answer yet: it counts as not ready rather than holding the admin request.
       const timer = setTimeout(() => {
         waiting.delete(id);
         resolve(undefined);
-      }, 2000);
+      }, 500);
       waiting.set(id, (v) => {
         clearTimeout(timer);
         resolve(v);
