@@ -386,7 +386,7 @@ spec:
   resolution: STATIC
   endpoints: [{address: 10.0.0.1}]`;
     const snap = await snapshotOf(docs(DEMO_SE, vip), { bind: '0.0.0.0' });
-    expect(snap.listeners.map((l) => [l.name, l.address.socket_address])).toEqual([
+    expect(snap.listeners.map((l) => [l.name, l.address?.socket_address])).toEqual([
       ['0.0.0.0_20880', { address: '0.0.0.0', port_value: 20880 }],
       ['10.30.0.1_20990', { address: '10.30.0.1', port_value: 20990 }],
     ]);

@@ -49,7 +49,7 @@ describe('Redis Cluster', () => {
     const client = fx.client(port);
     for (let i = 0; i < 150; i++) expect(await client.set(`key:${i}`, String(i))).toBe('OK');
     const sizes = await Promise.all(cluster.nodes.map((n) => n.direct().dbsize()));
-    expect(sizes.reduce((a, b) => a + b, 0)).toBe(150);
+    expect(sizes.reduce((a: number, b: number) => a + b, 0)).toBe(150);
     for (const s of sizes) expect(s).toBeGreaterThan(0);
     for (let i = 0; i < 150; i += 7) {
       const owner = await ownerOf(keySlot(`key:${i}`));

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import Redis, { type RedisOptions } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import YAML from 'yaml';
 import { compile, formatErrors } from '../../control/index.js';
 import { createRegistry } from '../../src/builtin-codecs.js';

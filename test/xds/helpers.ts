@@ -130,7 +130,7 @@ export interface RawAdsClient {
 
 export function rawAdsClient(port: number): RawAdsClient {
   const Ctor = adsService();
-  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as grpc.Client & {
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
     StreamAggregatedResources(): grpc.ClientDuplexStream<RawRequest, RawResponse>;
     DeltaAggregatedResources(): grpc.ClientDuplexStream<RawDeltaRequest, RawDeltaResponse>;
   };
@@ -224,13 +224,13 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `fn` until it returns a truthy value (returned) or `timeoutMs` passes (throws `what`). */
-export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
+export async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 25): Promise<Exclude<NonNullable<T>, false>> {
   const start = Date.now();
   let last: unknown;
   for (;;) {
     try {
       const v = await fn();
-      if (v) return v as NonNullable<T>;
+      if (v) return v as Exclude<NonNullable<T>, false>;
     } catch (err) {
       last = err;
     }
