@@ -3,7 +3,7 @@
  * against binomial bounds, their codes and timings checked per call.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PolicyFixture, binomialBounds, routeAll } from './fixture.js';
+import { PolicyFixture, binomialBounds, report, routeAll } from './fixture.js';
 
 const fx = new PolicyFixture();
 let provider: Awaited<ReturnType<PolicyFixture['start']>>[number];
@@ -28,6 +28,7 @@ describe('fault injection', () => {
     const ok = results.filter((r) => r.status === 20);
     expect(aborted.length + ok.length).toBe(n);
     const [lo, hi] = binomialBounds(n, 0.3);
+    report(`abort 30% (errorCode 80): ${aborted.length}/${n} aborted (${((aborted.length / n) * 100).toFixed(1)}%, bounds ${lo}-${hi}), ${ok.length} reached the provider`);
     expect(aborted.length).toBeGreaterThanOrEqual(lo);
     expect(aborted.length).toBeLessThanOrEqual(hi);
     for (const r of aborted) expect(r.error?.message).toBe('injected by the resilience test');
@@ -54,6 +55,10 @@ describe('fault injection', () => {
     );
     const slow = took.filter((ms) => ms >= 200).length;
     const [lo, hi] = binomialBounds(n, 0.5);
+    const fastest = took.filter((ms) => ms < 200);
+    report(
+      `delay 200ms on 50%: ${slow}/${n} delayed (bounds ${lo}-${hi}); undelayed calls done within ${Math.max(...fastest).toFixed(1)} ms, delayed ones after ${Math.min(...took.filter((ms) => ms >= 200)).toFixed(1)} ms`,
+    );
     expect(slow).toBeGreaterThanOrEqual(lo);
     expect(slow).toBeLessThanOrEqual(hi);
     // Every delayed call is counted, and only those took 200 ms: the undelayed half finished long before.

@@ -152,3 +152,11 @@ export function routeAll(extra: Record<string, unknown> = {}, subset?: string): 
     routes: [{ name: 'all', route: [{ destination: { host: HOST, ...(subset ? { subset } : {}) } }], ...extra }],
   };
 }
+
+/**
+ * Prints a measured outcome of a resilience test (`[resilience] abort 30%: 118/400 aborted …`), so that a run
+ * shows what was measured, not only that the bounds held.
+ */
+export function report(line: string): void {
+  process.stdout.write(`[resilience] ${line}\n`);
+}

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts, sleep } from '../../examples/dubbo/harness.js';
 import type { Provider } from '../../examples/dubbo/provider.js';
-import { PolicyFixture, answeredBy, routeAll } from './fixture.js';
+import { PolicyFixture, answeredBy, report, routeAll } from './fixture.js';
 
 const fx = new PolicyFixture();
 let a: Provider;
@@ -49,6 +49,8 @@ describe('retries', () => {
       }),
     );
     expect(results).toHaveLength(240);
+    const retried = (await fx.metric(/^waypost_upstream_retries_total\{route="all"/)) - retriesBefore;
+    report(`provider killed mid-load (3 clients × 80 calls, retries 3): ${results.filter((r) => r.status !== 20).length} failed of 240, ${retried} retries`);
     expect(results.filter((r) => r.status !== 20)).toEqual([]);
     expect(await fx.metric(/^waypost_upstream_retries_total\{route="all"/)).toBeGreaterThan(retriesBefore);
   });
@@ -103,6 +105,7 @@ describe('retries', () => {
     // Every call is answered (a timeout), none is left hanging.
     expect(results.map((r) => r.status)).toEqual(Array(n).fill(31));
     const upstream = a.requests.length - before;
+    report(`retry storm (40 calls, 5 retries each allowed, hanging upstream): ${upstream} upstream requests (240 without a budget)`);
     // Without a budget, 40 calls × 6 attempts = 240 upstream requests. The budget (20% of requests in flight,
     // at least 3 concurrent retries) lets only a few retries start before the calls in flight drain.
     expect(upstream).toBeGreaterThanOrEqual(n);
@@ -129,6 +132,7 @@ describe('outlier detection', () => {
     const statuses: number[] = [];
     for (let i = 0; i < 30; i++) statuses.push((await fx.call(conn, 'sayHello', [`o${i}`])).status);
     // Round robin sends every other call to `a` until its third error ejects it; after that only `b` answers.
+    report(`outlier ejection (consecutive5xxErrors 3): ${statuses.filter((s) => s !== 20).length} failed calls before the endpoint left, then ${statuses.slice(6).filter((s) => s === 20).length}/24 succeeded`);
     expect(statuses.filter((s) => s !== 20)).toHaveLength(3);
     expect(statuses.slice(6).every((s) => s === 20)).toBe(true);
     expect((await fx.metric(/^waypost_outlier_ejections_total\{/)) - ejectionsBefore).toBe(1);
@@ -139,6 +143,7 @@ describe('outlier detection', () => {
     await sleep(1100);
     const aBefore = a.requests.length;
     for (let i = 0; i < 10; i++) expect((await fx.call(conn, 'sayHello', [`back${i}`])).status).toBe(20);
+    report(`after the 1s ejection: the healed endpoint took ${a.requests.length - aBefore}/10 calls again`);
     expect(a.requests.length - aBefore).toBeGreaterThanOrEqual(4);
   });
 });
