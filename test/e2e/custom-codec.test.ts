@@ -16,6 +16,7 @@ import { KvClient } from '../../examples/custom-codec/client.js';
 import { kvCodecModule, runKvDemo } from '../../examples/custom-codec/demo.js';
 import { startServer, type KvServer } from '../../examples/custom-codec/server.js';
 import { Status, encodeRequest } from '../../examples/custom-codec/wire.js';
+import { configVersion as adminConfigVersion, metricSum } from '../helpers/admin.js';
 
 // The proxy child loads the compiled codec: a missing build must fail, not skip.
 if (!existsSync(kvCodecModule())) throw new Error(`${kvCodecModule()} is missing: run npx tsc -p .`);
@@ -91,9 +92,7 @@ function routerYaml(routes: RouteSpec[]): string {
   });
 }
 
-async function configVersion(): Promise<string> {
-  return (JSON.parse((await httpGet(proxy.adminAddress, '/config_dump')).body) as { version: string }).version;
-}
+const configVersion = (): Promise<string> => adminConfigVersion(proxy.adminAddress);
 
 /** Writes `file` and waits until the proxy applied a new config version. */
 async function apply(file: 'router.yaml' | 'service.yaml', text: string): Promise<void> {
@@ -108,14 +107,7 @@ async function apply(file: 'router.yaml' | 'service.yaml', text: string): Promis
 
 const setRoutes = (routes: RouteSpec[]): Promise<void> => apply('router.yaml', routerYaml(routes));
 
-async function metric(pattern: RegExp): Promise<number> {
-  const body = (await httpGet(proxy.adminAddress, '/stats/prometheus')).body;
-  let sum = 0;
-  for (const line of body.split('\n')) {
-    if (!line.startsWith('#') && pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
+const metric = (pattern: RegExp): Promise<number> => metricSum(proxy.adminAddress, pattern);
 
 async function client(): Promise<KvClient> {
   const c = await KvClient.connect(address);

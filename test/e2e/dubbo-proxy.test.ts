@@ -12,6 +12,7 @@ import { createDemoClient, type DemoClient } from '../../examples/dubbo/consumer
 import { freePorts, httpGet, spawnProxy, waitReady, sleep, type ProxyProcess } from '../../examples/dubbo/harness.js';
 import { startProvider, type Provider } from '../../examples/dubbo/provider.js';
 import { RawDubboConnection } from '../../examples/dubbo/raw-client.js';
+import { configVersion as adminConfigVersion, metricSum } from '../helpers/admin.js';
 
 const HOST = 'org.apache.dubbo.samples.basic.api.demoservice';
 
@@ -72,20 +73,9 @@ function routerYaml(routes: RouteSpec[]): string {
   });
 }
 
-async function configVersion(): Promise<string> {
-  const r = await httpGet(proxy.adminAddress, '/config_dump');
-  return (JSON.parse(r.body) as { version: string }).version;
-}
+const configVersion = (): Promise<string> => adminConfigVersion(proxy.adminAddress);
 
-async function metric(pattern: RegExp): Promise<number> {
-  const r = await httpGet(proxy.adminAddress, '/stats/prometheus');
-  let sum = 0;
-  for (const line of r.body.split('\n')) {
-    if (line.startsWith('#')) continue;
-    if (pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
+const metric = (pattern: RegExp): Promise<number> => metricSum(proxy.adminAddress, pattern);
 
 /** Writes the router and waits until the proxy applied it; returns ms from the write to the new version. */
 async function setRoutes(routes: RouteSpec[]): Promise<number> {

@@ -43,6 +43,7 @@ import {
   type PyResult,
   type PythonServer,
 } from '../fixtures/thrift/peers.js';
+import { configVersion as adminConfigVersion, metricSum } from '../helpers/admin.js';
 
 const HOST = 'greeter.waypost.test';
 const PORT_NAME = 'tcp-metaprotocol-thrift';
@@ -173,10 +174,7 @@ function writeAtomically(file: string, text: string): void {
   renameSync(tmp, file);
 }
 
-async function configVersion(): Promise<string> {
-  const r = await httpGet(proxy.adminAddress, '/config_dump');
-  return (JSON.parse(r.body) as { version: string }).version;
-}
+const configVersion = (): Promise<string> => adminConfigVersion(proxy.adminAddress);
 
 /** Writes the main service's MetaRouter and waits until the proxy reports a new config version. */
 async function setRoutes(routes: RouteSpec[]): Promise<void> {
@@ -192,14 +190,7 @@ async function setRoutes(routes: RouteSpec[]): Promise<void> {
   }
 }
 
-async function metric(pattern: RegExp): Promise<number> {
-  const r = await httpGet(proxy.adminAddress, '/stats/prometheus');
-  let sum = 0;
-  for (const line of r.body.split('\n')) {
-    if (!line.startsWith('#') && pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
+const metric = (pattern: RegExp): Promise<number> => metricSum(proxy.adminAddress, pattern);
 
 async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;

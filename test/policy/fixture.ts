@@ -10,6 +10,7 @@ import YAML from 'yaml';
 import { freePorts, httpGet, sleep, spawnProxy, waitReady, type ProxyProcess } from '../../examples/dubbo/harness.js';
 import { startProvider, type Provider, type ProviderVersion } from '../../examples/dubbo/provider.js';
 import { RawDubboConnection, type RawResult } from '../../examples/dubbo/raw-client.js';
+import { configVersion, metricSum } from '../helpers/admin.js';
 
 export const HOST = 'org.apache.dubbo.samples.basic.api.demoservice';
 
@@ -83,22 +84,16 @@ export class PolicyFixture {
   }
 
   /** Sum of the Prometheus samples whose line matches `pattern`. */
-  async metric(pattern: RegExp): Promise<number> {
-    const r = await httpGet(this.proxy.adminAddress, '/stats/prometheus');
-    let sum = 0;
-    for (const line of r.body.split('\n')) {
-      if (!line.startsWith('#') && pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return sum;
+  metric(pattern: RegExp): Promise<number> {
+    return metricSum(this.proxy.adminAddress, pattern);
   }
 
   async clusters(): Promise<Array<{ name: string; endpoints: Array<{ address: string; health: string }> }>> {
     return JSON.parse((await httpGet(this.proxy.adminAddress, '/clusters')).body);
   }
 
-  private async version(): Promise<string> {
-    const r = await httpGet(this.proxy.adminAddress, '/config_dump');
-    return (JSON.parse(r.body) as { version: string }).version;
+  private version(): Promise<string> {
+    return configVersion(this.proxy.adminAddress);
   }
 
   private write(cfg: PolicyConfig): void {
