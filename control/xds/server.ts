@@ -226,6 +226,11 @@ interface TypeState {
   due: boolean;
   lastNonce?: string;
   lastVersion?: string;
+  /**
+   * The client NACKed what it was last sent. A client rejects an update as a whole (every type it held), so a type
+   * may be rejected for another type's fault: it is sent again at the next config change even if it did not change.
+   */
+  rejected?: boolean;
 }
 
 abstract class AdsStream {
@@ -316,9 +321,19 @@ abstract class AdsStream {
   /** Sends what is due for one type; returns nothing. */
   protected abstract flushType(typeUrl: string, st: TypeState): void;
 
+  /** Forgets what the client was sent for a type, so that the next flush sends it again. */
+  protected abstract forgetSent(st: TypeState): void;
+
   /** Marks every subscribed type due and sends what changed, in push order (a snapshot change). */
   push(): void {
-    for (const st of this.types.values()) if (st.subscribed) st.due = true;
+    for (const st of this.types.values()) {
+      if (!st.subscribed) continue;
+      st.due = true;
+      if (st.rejected) {
+        st.rejected = false;
+        this.forgetSent(st);
+      }
+    }
     this.flush();
   }
 
@@ -355,6 +370,7 @@ abstract class AdsStream {
 
   protected recordAckNack(typeUrl: string, st: TypeState, nonce: string, version: string, error: { code?: number; message?: string } | null | undefined): void {
     if (error) {
+      st.rejected = true;
       const message = error.message || `error code ${error.code ?? '?'}`;
       this.server.status.nack(this.nodeId, typeUrl, { version: st.lastVersion ?? '', nonce, message });
       log.warn('xds NACK', { node: this.nodeId, type: TYPE_SHORT[typeUrl] ?? typeUrl, rejected_version: st.lastVersion, nonce, message });
@@ -442,6 +458,10 @@ class SotwStream extends AdsStream {
       .join('\n');
   }
 
+  protected forgetSent(st: TypeState): void {
+    (st as SotwTypeState).lastDigest = undefined;
+  }
+
   protected flushType(typeUrl: string, state: TypeState): void {
     const st = state as SotwTypeState;
     const table = this.server.table(typeUrl);
@@ -523,6 +543,12 @@ class DeltaStream extends AdsStream {
       st.due = true;
       this.scheduleFlush();
     }
+  }
+
+  protected forgetSent(state: TypeState): void {
+    // A version no resource has: every resource the client holds is sent again.
+    const st = state as DeltaTypeState;
+    for (const [name, v] of st.known) if (v !== null) st.known.set(name, '');
   }
 
   protected flushType(typeUrl: string, state: TypeState): void {

@@ -312,6 +312,9 @@ export class XdsClient {
     st.received = true;
     log.debug('xds update received', { type: short, version: resp.version_info, resources: decoded.size });
     this.updateNames();
+    // A subscription change sent while this response was on its way carried an older nonce, and the server drops a
+    // request with a stale nonce: if names are still missing, ask again with this response's nonce.
+    if (!st.wildcard && st.names.some((n) => !resources.has(n))) st.requested = undefined;
     for (const t of this.types.values()) if (!t.wildcard) this.sendSubscription(t);
     this.maybeApply();
   }
