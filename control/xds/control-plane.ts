@@ -23,7 +23,7 @@ export interface ControlPlaneOptions extends XdsServerOptions {
   /** Listener address for ServiceEntries without addresses (translate's `bind`). */
   bind?: string;
   knownCodecs?: string[];
-  /** Config file poll interval (default 250 ms). */
+  /** Config file poll interval (default 200 ms). */
   watchIntervalMs?: number;
   /** Other CRD sources (Kubernetes, Zookeeper), merged with the files. */
   sources?: DocumentSource[];
