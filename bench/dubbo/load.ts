@@ -7,12 +7,14 @@
  *
  * The request body is encoded once; each call copies it and writes its own id (ids count up per connection, so
  * different connections reuse the same ids — which a proxy must keep apart). Only response headers are parsed: a
- * call succeeds when the response status is 20. A warm-up period runs first and is not measured.
+ * call succeeds when the response status is 20. A warm-up period runs first and is not measured. The loops
+ * themselves are bench/lib/load.ts (shared with the Thrift generator); this module is the Dubbo protocol for it.
  */
-import net from 'node:net';
 import { DEMO_INTERFACE } from '../../examples/dubbo/provider.js';
-import { splitAddress } from '../../examples/dubbo/raw-client.js';
 import { FrameParser, Status, encodeRequest, writeId, type RawFrame } from '../../examples/dubbo/wire.js';
+import { runEngine, type EngineResult, type LatencySummary, type WireProtocol } from '../lib/load.js';
+
+export { percentile, type LatencySummary } from '../lib/load.js';
 
 export interface LoadOptions {
   /** `host:port` of the provider or proxy. */
@@ -32,263 +34,40 @@ export interface LoadOptions {
   name?: string;
   /** Extra attachments on every call. */
   attachments?: Record<string, string>;
+  /** Called when the measured window opens and closes. */
+  onMeasureStart?: () => void;
+  onMeasureEnd?: () => void;
 }
 
-export interface LatencySummary {
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
-}
-
-export interface LoadResult {
-  address: string;
-  mode: 'closed' | 'open';
-  connections: number;
-  inflight: number;
-  rate?: number;
-  durationSec: number;
-  /** Calls answered with status 20 within the measured window. */
-  ok: number;
-  /** Calls answered with another status, by status. */
-  statuses: Record<string, number>;
-  errors: number;
-  /** Calls still unanswered at the end, or lost with a closed connection. */
-  lost: number;
-  /** Open loop: calls not sent because a connection had too many outstanding. */
-  dropped: number;
-  connectionErrors: string[];
-  /** Successful calls per second. */
-  rps: number;
-  /** Milliseconds, successful calls only. */
+export interface LoadResult extends EngineResult {
   latencyMs: LatencySummary;
 }
 
-const MAX_OUTSTANDING_PER_CONN = 10_000;
-
-/** Percentile of a sorted array (nearest rank). */
-export function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.ceil((p / 100) * sorted.length) - 1;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))]!;
-}
-
-class Samples {
-  private buf = new Float64Array(1 << 16);
-  length = 0;
-  push(v: number): void {
-    if (this.length === this.buf.length) {
-      const next = new Float64Array(this.buf.length * 2);
-      next.set(this.buf);
-      this.buf = next;
-    }
-    this.buf[this.length++] = v;
-  }
-  summary(): LatencySummary {
-    const s = this.buf.slice(0, this.length).sort();
-    let sum = 0;
-    for (let i = 0; i < s.length; i++) sum += s[i]!;
-    return {
-      p50: percentile(s, 50),
-      p90: percentile(s, 90),
-      p99: percentile(s, 99),
-      p999: percentile(s, 99.9),
-      max: s.length ? s[s.length - 1]! : NaN,
-      mean: s.length ? sum / s.length : NaN,
-    };
-  }
-}
-
-interface Conn {
-  socket: net.Socket;
-  nextId: number;
-  /** id → start time (ns) */
-  pending: Map<number, bigint>;
-  alive: boolean;
-  corked: boolean;
-}
-
-function connect(address: string): Promise<net.Socket> {
-  const [host, port] = splitAddress(address);
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port });
-    const t = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`connect to ${address} timed out`));
-    }, 5000);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.removeAllListeners('error');
-      resolve(s);
-    });
-    s.once('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-}
-
-export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
-  const connections = Math.max(1, opts.connections ?? 4);
-  const inflight = Math.max(1, opts.inflight ?? 16);
-  const durationSec = opts.durationSec ?? 5;
-  const warmupSec = opts.warmupSec ?? 1;
-  const drainMs = opts.drainMs ?? 2000;
-  const mode: 'closed' | 'open' = opts.rate && opts.rate > 0 ? 'open' : 'closed';
+/** Dubbo2 `sayHello` calls, pre-encoded once; each call copies the template and writes its id. */
+export function dubboProtocol(opts: { name?: string; attachments?: Record<string, string> } = {}): WireProtocol {
   const template = encodeRequest(0, {
     path: DEMO_INTERFACE,
     method: 'sayHello',
     args: [opts.name ?? 'bench'],
     attachments: opts.attachments ?? {},
   });
-
-  const samples = new Samples();
-  const statuses: Record<string, number> = {};
-  const connectionErrors: string[] = [];
-  let ok = 0;
-  let errors = 0;
-  let lost = 0;
-  let dropped = 0;
-
-  const t0 = process.hrtime.bigint();
-  const measureStart = t0 + BigInt(Math.round(warmupSec * 1e9));
-  const measureEnd = measureStart + BigInt(Math.round(durationSec * 1e9));
-  let sending = true;
-  let onIdle: (() => void) | null = null;
-
-  const conns: Conn[] = [];
-  const sockets = await Promise.all(Array.from({ length: connections }, () => connect(opts.address)));
-
-  const send = (c: Conn, startNs: bigint): void => {
-    if (!c.alive) return;
-    const id = c.nextId++;
-    const frame = Buffer.allocUnsafe(template.length);
-    template.copy(frame);
-    writeId(frame, 4, id);
-    c.pending.set(id, startNs);
-    c.socket.write(frame);
-  };
-
-  const totalPending = (): number => conns.reduce((n, c) => n + c.pending.size, 0);
-
-  for (const socket of sockets) {
-    socket.setNoDelay(true);
-    const c: Conn = { socket, nextId: 1, pending: new Map(), alive: true, corked: false };
-    conns.push(c);
-    const parser = new FrameParser((f: RawFrame) => {
-      if (f.event) return;
-      const id = Number(f.id);
-      const start = c.pending.get(id);
-      if (start === undefined) return;
-      c.pending.delete(id);
-      const now = process.hrtime.bigint();
-      if (start >= measureStart && start < measureEnd) {
-        if (f.status === Status.OK) {
-          ok++;
-          samples.push(Number(now - start) / 1e6);
-        } else {
-          errors++;
-          statuses[f.status] = (statuses[f.status] ?? 0) + 1;
-        }
-      }
-      if (mode === 'closed' && sending) {
-        if (now < measureEnd) send(c, now);
-        else sending = false;
-      }
-      if (!sending && onIdle && totalPending() === 0) onIdle();
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (!c.corked) {
-        c.corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          c.corked = false;
-          socket.uncork();
-        });
-      }
-      try {
-        parser.push(chunk);
-      } catch (e) {
-        connectionErrors.push(`${opts.address}: ${(e as Error).message}`);
-        socket.destroy();
-      }
-    });
-    socket.on('error', (e) => connectionErrors.push(`${opts.address}: ${e.message}`));
-    socket.on('close', () => {
-      c.alive = false;
-      for (const start of c.pending.values()) if (start >= measureStart && start < measureEnd) lost++;
-      c.pending.clear();
-      if (!sending && onIdle && totalPending() === 0) onIdle();
-    });
-  }
-
-  const runMs = Number(measureEnd - t0) / 1e6;
-  if (mode === 'closed') {
-    const now = process.hrtime.bigint();
-    for (const c of conns) for (let i = 0; i < inflight; i++) send(c, now);
-    await new Promise<void>((resolve) => setTimeout(resolve, runMs));
-    sending = false;
-  } else {
-    const rate = opts.rate!;
-    const intervalNs = 1e9 / rate;
-    let issued = 0;
-    let rr = 0;
-    await new Promise<void>((resolve) => {
-      const tick = setInterval(() => {
-        const now = process.hrtime.bigint();
-        if (now >= measureEnd) {
-          clearInterval(tick);
-          resolve();
-          return;
-        }
-        const due = Math.floor(Number(now - t0) / intervalNs);
-        for (; issued < due; issued++) {
-          const c = conns[rr++ % conns.length]!;
-          const dueAt = t0 + BigInt(Math.round(issued * intervalNs));
-          if (!c.alive || c.pending.size >= MAX_OUTSTANDING_PER_CONN) {
-            if (dueAt >= measureStart) dropped++;
-            continue;
-          }
-          send(c, dueAt);
-        }
-      }, 1);
-    });
-    sending = false;
-  }
-
-  // Drain: wait for outstanding calls (bounded), then count what is left as lost.
-  if (totalPending() > 0) {
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, drainMs);
-      onIdle = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-  }
-  for (const c of conns) {
-    for (const start of c.pending.values()) if (start >= measureStart && start < measureEnd) lost++;
-    c.pending.clear();
-    c.alive = false;
-    c.socket.destroy();
-  }
-
   return {
-    address: opts.address,
-    mode,
-    connections,
-    inflight,
-    ...(mode === 'open' ? { rate: opts.rate! } : {}),
-    durationSec,
-    ok,
-    statuses,
-    errors,
-    lost,
-    dropped,
-    connectionErrors: [...new Set(connectionErrors)],
-    rps: ok / durationSec,
-    latencyMs: samples.summary(),
+    request(id: number): Buffer {
+      const frame = Buffer.allocUnsafe(template.length);
+      template.copy(frame);
+      writeId(frame, 4, id);
+      return frame;
+    },
+    parser(onResponse) {
+      return new FrameParser((f: RawFrame) => {
+        if (f.event) return;
+        onResponse(Number(f.id), f.status === Status.OK, String(f.status));
+      });
+    },
   };
+}
+
+export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
+  const { name, attachments, ...rest } = opts;
+  return runEngine({ ...rest, protocol: dubboProtocol({ ...(name !== undefined ? { name } : {}), ...(attachments ? { attachments } : {}) }) });
 }
