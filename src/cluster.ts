@@ -9,7 +9,8 @@ import { parseDuration } from './xds/duration.js';
 /** One upstream host:port of a cluster, with its pools (one per codec that talks to it) and its health. */
 export class Endpoint {
   readonly key: string;
-  readonly pools = new Map<string, EndpointPool>();
+  /** By codec, then by the codec's wire variant (Frame.upstreamKey; '' when none): no key string built per request. */
+  readonly pools = new Map<CodecFactory, Map<string, EndpointPool>>();
   /** Requests in flight to this endpoint (LEAST_REQUEST, admin). */
   active = 0;
   /** Outlier detection state. */
@@ -33,12 +34,12 @@ export class Endpoint {
 
   get connectionCount(): number {
     let n = 0;
-    for (const p of this.pools.values()) n += p.connectionCount;
+    for (const byKey of this.pools.values()) for (const p of byKey.values()) n += p.connectionCount;
     return n;
   }
 
   close(): void {
-    for (const p of this.pools.values()) p.close();
+    for (const byKey of this.pools.values()) for (const p of byKey.values()) p.close();
     this.pools.clear();
   }
 }
@@ -185,8 +186,13 @@ export class Cluster {
    * first use.
    */
   pool(endpoint: Endpoint, codec: CodecFactory, listenerProtocol: string, upstreamKey?: string): EndpointPool {
-    const key = upstreamKey === undefined ? codec.name : `${codec.name}|${upstreamKey}`;
-    let pool = endpoint.pools.get(key);
+    let byKey = endpoint.pools.get(codec);
+    if (!byKey) {
+      byKey = new Map();
+      endpoint.pools.set(codec, byKey);
+    }
+    const key = upstreamKey ?? '';
+    let pool = byKey.get(key);
     if (!pool) {
       const decodeErrors = this.decodeErrorsFor(listenerProtocol);
       pool = new EndpointPool({
@@ -204,7 +210,7 @@ export class Cluster {
           canOpen: () => this.connectionCount < this.settings.maxConnections,
         },
       });
-      endpoint.pools.set(key, pool);
+      byKey.set(key, pool);
     }
     return pool;
   }

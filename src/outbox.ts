@@ -1,8 +1,12 @@
 import type net from 'node:net';
 
 /**
- * Batches the writes of one event-loop turn into one syscall: the first write of a turn corks the socket and a
- * single nextTick uncorks it, so consecutive frames leave together (ARCHITECTURE "Forward slices").
+ * Batches writes into few syscalls: the first write of a batch corks the socket and one scheduled callback uncorks
+ * it, so consecutive frames leave together (ARCHITECTURE "Forward slices").
+ *
+ * A downstream socket flushes at the end of the current tick (`nextTick`): its answers go out as soon as the read
+ * that produced them is handled. A shared upstream socket flushes once per event-loop iteration (`setImmediate`):
+ * the requests of every client read in that iteration leave in one write instead of one per client.
  */
 export class Outbox {
   private corked = false;
@@ -11,13 +15,17 @@ export class Outbox {
     this.socket.uncork();
   };
 
-  constructor(private readonly socket: net.Socket) {}
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly flushAt: 'tick' | 'iteration' = 'tick',
+  ) {}
 
   write(bytes: Buffer): void {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      if (this.flushAt === 'tick') process.nextTick(this.uncork);
+      else setImmediate(this.uncork);
     }
     this.socket.write(bytes);
   }

@@ -81,7 +81,7 @@ export class UpstreamConnection {
   constructor(private readonly opts: PoolOptions, private readonly onClosed: (c: UpstreamConnection) => void) {
     this.session = opts.codec.create({ maxFrameSize: opts.maxFrameSize, side: 'upstream' });
     this.socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
-    this.outbox = new Outbox(this.socket);
+    this.outbox = new Outbox(this.socket, 'iteration');
     const handshake = this.session.handshake?.();
     if (handshake) {
       this.handshakeReplies = handshake.replies;

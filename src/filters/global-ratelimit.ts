@@ -1,9 +1,8 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as Grpc from '@grpc/grpc-js';
 import type { Exchange } from '../exchange.js';
 import { log } from '../log.js';
 import { MetadataMatch } from '../router.js';
 import { parseDuration } from '../xds/duration.js';
-import { messageType } from '../xds/protos.js';
 import { META_FILTER_GLOBAL_RATELIMIT, type GlobalRateLimitConfig } from '../xds/resources.js';
 import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
 
@@ -22,26 +21,40 @@ interface RateLimitResponse {
   overall_code?: string;
 }
 
-/** One client per rate limit service address, shared by every filter instance (config applies recreate filters). */
-const clients = new Map<string, grpc.Client>();
+/**
+ * gRPC and the protobuf definitions load on first use: a proxy whose config has no global rate limit does not pay
+ * for them (memory and start-up).
+ */
+interface Rpc {
+  grpc: typeof Grpc;
+  serialize(value: unknown): Buffer;
+  deserialize(bytes: Buffer): RateLimitResponse;
+  /** One client per rate limit service address, shared by every filter instance (config applies recreate filters). */
+  clients: Map<string, Grpc.Client>;
+}
+let rpc: Promise<Rpc> | undefined;
 
-function clientFor(address: string): grpc.Client {
-  let c = clients.get(address);
+function loadRpc(): Promise<Rpc> {
+  rpc ??= Promise.all([import('@grpc/grpc-js'), import('../xds/protos.js')]).then(([grpc, protos]) => {
+    const req = protos.messageType('envoy.service.ratelimit.v3.RateLimitRequest');
+    const res = protos.messageType('envoy.service.ratelimit.v3.RateLimitResponse');
+    return {
+      grpc,
+      serialize: (value) => Buffer.from(req.encode(req.fromObject(value as Record<string, unknown>)).finish()),
+      deserialize: (bytes) => res.toObject(res.decode(bytes), { enums: String, longs: Number }) as RateLimitResponse,
+      clients: new Map(),
+    };
+  });
+  return rpc;
+}
+
+function clientFor(r: Rpc, address: string): Grpc.Client {
+  let c = r.clients.get(address);
   if (!c) {
-    c = new grpc.Client(address, grpc.credentials.createInsecure());
-    clients.set(address, c);
+    c = new r.grpc.Client(address, r.grpc.credentials.createInsecure());
+    r.clients.set(address, c);
   }
   return c;
-}
-
-function serialize(value: unknown): Buffer {
-  const t = messageType('envoy.service.ratelimit.v3.RateLimitRequest');
-  return Buffer.from(t.encode(t.fromObject(value as Record<string, unknown>)).finish());
-}
-
-function deserialize(bytes: Buffer): RateLimitResponse {
-  const t = messageType('envoy.service.ratelimit.v3.RateLimitResponse');
-  return t.toObject(t.decode(bytes), { enums: String, longs: Number }) as RateLimitResponse;
 }
 
 class GlobalRateLimitFilter implements MetaFilter {
@@ -85,12 +98,13 @@ class GlobalRateLimitFilter implements MetaFilter {
     const address = this.address(ex);
     if (!address) return this.onServiceFailure(ex, `rate limit cluster ${this.cluster} has no healthy endpoint`);
     const request = { domain: this.domain, descriptors: [{ entries }], hits_addend: 1 };
-    clientFor(address).makeUnaryRequest(
+    const deadline = Date.now() + this.timeoutMs;
+    loadRpc().then((r) => clientFor(r, address).makeUnaryRequest(
       SERVICE,
-      serialize,
-      deserialize,
+      r.serialize,
+      r.deserialize,
       request,
-      { deadline: Date.now() + this.timeoutMs },
+      { deadline },
       (err, response) => {
         if (ex.finished) return;
         if (err) {
@@ -103,7 +117,7 @@ class GlobalRateLimitFilter implements MetaFilter {
         }
         ex.next();
       },
-    );
+    ), (err: Error) => this.onServiceFailure(ex, `cannot load the gRPC client: ${err.message}`));
     return 'stop';
   }
 
