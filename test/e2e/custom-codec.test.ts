@@ -17,6 +17,7 @@ import { kvCodecModule, runKvDemo } from '../../examples/custom-codec/demo.js';
 import { startServer, type KvServer } from '../../examples/custom-codec/server.js';
 import { Status, encodeRequest } from '../../examples/custom-codec/wire.js';
 import { configVersion as adminConfigVersion, metricSum } from '../helpers/admin.js';
+import { metaRouterYaml, type RouteSpec as ConfigRouteSpec } from '../helpers/config.js';
 
 // The proxy child loads the compiled codec: a missing build must fail, not skip.
 if (!existsSync(kvCodecModule())) throw new Error(`${kvCodecModule()} is missing: run npx tsc -p .`);
@@ -33,13 +34,7 @@ let configDir: string;
 const clients: KvClient[] = [];
 
 type Dest = { subset: 'v1' | 'v2'; weight?: number };
-interface RouteSpec {
-  name: string;
-  attributes?: Record<string, Record<string, string>>;
-  to: Dest[];
-  requestMutation?: { key: string; value: string }[];
-  responseMutation?: { key: string; value: string }[];
-}
+type RouteSpec = ConfigRouteSpec<Dest['subset']>;
 
 function serviceYaml(ports: { listen: number; v1: number; v2: number }): string {
   return [
@@ -75,21 +70,7 @@ function serviceYaml(ports: { listen: number; v1: number; v2: number }): string 
 }
 
 function routerYaml(routes: RouteSpec[]): string {
-  return YAML.stringify({
-    apiVersion: 'metaprotocol.aeraki.io/v1alpha1',
-    kind: 'MetaRouter',
-    metadata: { name: 'kv', namespace: 'default' },
-    spec: {
-      hosts: [HOST],
-      routes: routes.map((r) => ({
-        name: r.name,
-        ...(r.attributes ? { match: { attributes: r.attributes } } : {}),
-        route: r.to.map((d) => ({ destination: { host: HOST, subset: d.subset }, ...(d.weight !== undefined ? { weight: d.weight } : {}) })),
-        ...(r.requestMutation ? { requestMutation: r.requestMutation } : {}),
-        ...(r.responseMutation ? { responseMutation: r.responseMutation } : {}),
-      })),
-    },
-  });
+  return metaRouterYaml('kv', HOST, routes);
 }
 
 const configVersion = (): Promise<string> => adminConfigVersion(proxy.adminAddress);

@@ -13,6 +13,7 @@ import { freePorts, httpGet, spawnProxy, waitReady, sleep, type ProxyProcess } f
 import { startProvider, type Provider } from '../../examples/dubbo/provider.js';
 import { RawDubboConnection } from '../../examples/dubbo/raw-client.js';
 import { configVersion as adminConfigVersion, metricSum } from '../helpers/admin.js';
+import { metaRouterYaml, type RouteSpec as ConfigRouteSpec } from '../helpers/config.js';
 
 const HOST = 'org.apache.dubbo.samples.basic.api.demoservice';
 
@@ -25,13 +26,7 @@ let address: string;
 const clients: DemoClient[] = [];
 
 type Dest = { subset: 'v1' | 'v2'; weight?: number };
-interface RouteSpec {
-  name: string;
-  attributes?: Record<string, Record<string, string>>;
-  to: Dest[];
-  requestMutation?: { key: string; value: string }[];
-  responseMutation?: { key: string; value: string }[];
-}
+type RouteSpec = ConfigRouteSpec<Dest['subset']>;
 
 function serviceYaml(ports: { listen: number; v1: number; v2: number }): string {
   return YAML.stringify({
@@ -56,21 +51,7 @@ function serviceYaml(ports: { listen: number; v1: number; v2: number }): string 
 }
 
 function routerYaml(routes: RouteSpec[]): string {
-  return YAML.stringify({
-    apiVersion: 'metaprotocol.aeraki.io/v1alpha1',
-    kind: 'MetaRouter',
-    metadata: { name: 'demo', namespace: 'default' },
-    spec: {
-      hosts: [HOST],
-      routes: routes.map((r) => ({
-        name: r.name,
-        ...(r.attributes ? { match: { attributes: r.attributes } } : {}),
-        route: r.to.map((d) => ({ destination: { host: HOST, subset: d.subset }, ...(d.weight !== undefined ? { weight: d.weight } : {}) })),
-        ...(r.requestMutation ? { requestMutation: r.requestMutation } : {}),
-        ...(r.responseMutation ? { responseMutation: r.responseMutation } : {}),
-      })),
-    },
-  });
+  return metaRouterYaml('demo', HOST, routes);
 }
 
 const configVersion = (): Promise<string> => adminConfigVersion(proxy.adminAddress);

@@ -44,6 +44,7 @@ import {
   type PythonServer,
 } from '../fixtures/thrift/peers.js';
 import { configVersion as adminConfigVersion, metricSum } from '../helpers/admin.js';
+import { metaRouterYaml, type RouteSpec as ConfigRouteSpec } from '../helpers/config.js';
 
 const HOST = 'greeter.waypost.test';
 const PORT_NAME = 'tcp-metaprotocol-thrift';
@@ -90,13 +91,7 @@ const sessions: PythonSession[] = [];
 let routerText = '';
 
 type Subset = 'v1' | 'v2' | 'dead';
-interface RouteSpec {
-  name: string;
-  attributes?: Record<string, Record<string, string>>;
-  to: Array<{ subset: Subset; weight?: number }>;
-  requestMutation?: { key: string; value: string }[];
-  responseMutation?: { key: string; value: string }[];
-}
+type RouteSpec = ConfigRouteSpec<Subset>;
 
 function serviceEntry(name: string, host: string, listen: number, endpoints: Array<{ port: number; labels: Record<string, string> }>): object {
   return {
@@ -146,21 +141,7 @@ function servicesYaml(): string {
 }
 
 function routerYaml(routes: RouteSpec[]): string {
-  return YAML.stringify({
-    apiVersion: 'metaprotocol.aeraki.io/v1alpha1',
-    kind: 'MetaRouter',
-    metadata: { name: 'greeter', namespace: 'default' },
-    spec: {
-      hosts: [HOST],
-      routes: routes.map((r) => ({
-        name: r.name,
-        ...(r.attributes ? { match: { attributes: r.attributes } } : {}),
-        route: r.to.map((d) => ({ destination: { host: HOST, subset: d.subset }, ...(d.weight !== undefined ? { weight: d.weight } : {}) })),
-        ...(r.requestMutation ? { requestMutation: r.requestMutation } : {}),
-        ...(r.responseMutation ? { responseMutation: r.responseMutation } : {}),
-      })),
-    },
-  });
+  return metaRouterYaml('greeter', HOST, routes);
 }
 
 /**
