@@ -108,6 +108,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'proxy': {
       if (values['xds-listen'] !== undefined) throw new UsageError('--xds-listen is an option of control (proxy takes --xds)');
+      if (values.kubernetes || values.kubeconfig !== undefined || values.zookeeper !== undefined) {
+        throw new UsageError('--kubernetes, --kubeconfig and --zookeeper are options of control: run `waypost control` and point proxies at it with --xds');
+      }
       if (values.xds !== undefined && paths.length > 0) throw new UsageError('proxy takes either --config PATH... or --xds HOST:PORT, not both');
       if (values.xds === undefined && values.node !== undefined) throw new UsageError('--node goes with --xds');
       if (values.xds !== undefined && values.bind !== undefined) {

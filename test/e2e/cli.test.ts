@@ -94,6 +94,9 @@ spec:
     const badFlag = run('validate', '--nope', 'x');
     expect(badFlag.code).toBe(2);
     expect(run('proxy').code).toBe(2);
+    const misplaced = run('proxy', '--config', 'x', '--zookeeper', '127.0.0.1:2181');
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toMatch(/options of control/);
     const help = run('proxy', '--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: waypost/);
