@@ -23,6 +23,7 @@ import { runDubbo } from './scenarios/dubbo.js';
 import { runRedis } from './scenarios/redis.js';
 import { NO_WORKERS, runScale } from './scenarios/scale.js';
 import { runThrift } from './scenarios/thrift.js';
+import { loadFlag, numberFlag } from './lib/flags.js';
 
 const SCENARIOS = ['redis', 'dubbo', 'thrift', 'cost', 'scale'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
@@ -64,17 +65,14 @@ export interface RunFlags {
 
 export function parseFlags(argv: string[]): RunFlags {
   const out: RunFlags = { quick: false, only: [...SCENARIOS], install: true, help: false };
-  const num = (name: string, v: string | undefined): number => {
-    const n = Number(v);
-    if (v === undefined || !Number.isFinite(n) || n < 0) throw new Error(`--${name} needs a non-negative number, got ${v}`);
-    return n;
-  };
+  const num = numberFlag;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
     const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
     const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
     const value = (): string | undefined => inline ?? argv[++i];
+    if (loadFlag(flag, value, out)) continue;
     switch (flag) {
       case '--quick':
         out.quick = true;
@@ -85,21 +83,6 @@ export function parseFlags(argv: string[]): RunFlags {
         out.only = list as ScenarioName[];
         break;
       }
-      case '--duration':
-        out.durationSec = num('duration', value());
-        break;
-      case '--warmup':
-        out.warmupSec = num('warmup', value());
-        break;
-      case '--rate':
-        out.rate = num('rate', value());
-        break;
-      case '--connections':
-        out.connections = Math.max(1, Math.floor(num('connections', value())));
-        break;
-      case '--inflight':
-        out.inflight = Math.max(1, Math.floor(num('inflight', value())));
-        break;
       case '--redis-n':
         out.redisN = Math.max(100, Math.floor(num('redis-n', value())));
         break;

@@ -27,6 +27,7 @@ import {
 import { startProvider, type Provider } from '../../examples/dubbo/provider.js';
 import { rawCall } from '../../examples/dubbo/raw-client.js';
 import { runLoad, type LoadResult } from './load.js';
+import { loadFlag, numberFlag } from '../lib/flags.js';
 
 export interface DubboBenchOptions {
   durationSec?: number;
@@ -245,31 +246,13 @@ export async function runDubboBench(opts: DubboBenchOptions = {}): Promise<Dubbo
 
 export function parseBenchFlags(argv: string[]): DubboBenchOptions & { json?: string; help?: boolean } {
   const out: DubboBenchOptions & { json?: string; help?: boolean } = {};
-  const num = (name: string, v: string | undefined): number => {
-    const n = Number(v);
-    if (v === undefined || !Number.isFinite(n) || n < 0) throw new Error(`--${name} needs a non-negative number, got ${v}`);
-    return n;
-  };
+  const num = numberFlag;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     const value = (): string | undefined => inline ?? argv[++i];
+    if (loadFlag(flag, value, out)) continue;
     switch (flag) {
-      case '--duration':
-        out.durationSec = num('duration', value());
-        break;
-      case '--warmup':
-        out.warmupSec = num('warmup', value());
-        break;
-      case '--connections':
-        out.connections = Math.max(1, Math.floor(num('connections', value())));
-        break;
-      case '--inflight':
-        out.inflight = Math.max(1, Math.floor(num('inflight', value())));
-        break;
-      case '--rate':
-        out.rate = num('rate', value());
-        break;
       case '--proxy':
         out.proxy = value();
         break;
