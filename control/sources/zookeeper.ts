@@ -67,6 +67,8 @@ export class ZookeeperSource implements DocumentSource {
   private firstSync: (() => void) | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Sessions that reached SYNC_CONNECTED (a new one follows an expired one). */
+  private sessions = 0;
 
   constructor(private readonly opts: ZookeeperSourceOptions) {
     if (!/^[^,\s]+:\d+(,[^,\s]+:\d+)*(\/.*)?$/.test(opts.address)) throw new Error(`zookeeper address must be HOST:PORT[,HOST:PORT…], not "${opts.address}"`);
@@ -114,8 +116,11 @@ export class ZookeeperSource implements DocumentSource {
       if (client !== this.client || this.closed) return;
       switch (state.name) {
         case 'SYNC_CONNECTED':
-          log.info(wasConnected ? 'zookeeper: reconnected; reading the registry again' : 'zookeeper: connected', { address: this.opts.address });
+          if (wasConnected) log.info('zookeeper: reconnected; reading the registry again', { address: this.opts.address });
+          else if (this.sessions > 0) log.info('zookeeper: reconnected with a new session; reading the registry again', { address: this.opts.address });
+          else log.info('zookeeper: connected', { address: this.opts.address });
           wasConnected = true;
+          this.sessions++;
           this.guard(this.readRoot(true), this.root);
           break;
         case 'DISCONNECTED':
