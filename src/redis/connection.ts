@@ -13,7 +13,7 @@ import { wheel } from '../exchange.js';
 import type { ListenerRuntime } from '../listener.js';
 import { log } from '../log.js';
 import type { ConnectionHandler } from '../network-filter.js';
-import { Outbox } from '../outbox.js';
+import { CoalescingWriter } from '../coalesce.js';
 import type { Expirable } from '../timer-wheel.js';
 import type { EndpointPool, UpstreamConnection, UpstreamRequest } from '../upstream.js';
 import { describeRequest, type RedisRequest, redisCodec, skipValue, valueStart } from '../../codecs/redis/index.js';
@@ -191,7 +191,7 @@ interface Target {
 export class RedisConnection implements ConnectionHandler {
   readonly id = nextConnectionId++;
   private readonly session: CodecSession;
-  private readonly outbox: Outbox;
+  private readonly outbox: CoalescingWriter;
   private queue: Array<Command | undefined> = [];
   private head = 0;
   private closed = false;
@@ -212,7 +212,7 @@ export class RedisConnection implements ConnectionHandler {
     this.settings = settings;
     this.authed = settings.passwords === undefined;
     this.session = listener.codec.create({ maxFrameSize: listener.maxFrameSize, side: 'downstream' });
-    this.outbox = new Outbox(socket);
+    this.outbox = new CoalescingWriter(socket);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.maybeResume());
@@ -231,7 +231,10 @@ export class RedisConnection implements ConnectionHandler {
   }
 
   closeWhenIdle(): void {
-    if (this.pending === 0) this.socket.end();
+    if (this.pending === 0) {
+      this.outbox.flush();
+      this.socket.end();
+    }
     else setTimeout(() => this.closeWhenIdle(), 50).unref();
   }
 
@@ -716,6 +719,7 @@ export class RedisConnection implements ConnectionHandler {
       q[this.head++] = undefined;
       this.write(c.reply!);
       if (c.closeAfter) {
+        this.outbox.flush();
         this.socket.end();
         return;
       }
