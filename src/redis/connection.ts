@@ -188,8 +188,14 @@ interface Target {
   pool: EndpointPool;
 }
 
-export class RedisConnection implements ConnectionHandler {
+export class RedisConnection implements ConnectionHandler, Expirable {
   readonly id = nextConnectionId++;
+  /** When the chunk being handled was read (performance.now()): the start time of the commands it holds. */
+  readAt = 0;
+  /** Owned by the timer wheel: this connection sweeps its commands' op timeouts (one wheel entry, not one each). */
+  wheelTick = -1;
+  /** The deadline the wheel entry is set for. */
+  private sweepAt = Number.POSITIVE_INFINITY;
   private readonly session: CodecSession;
   private readonly outbox: CoalescingWriter;
   private queue: Array<Command | undefined> = [];
@@ -253,6 +259,7 @@ export class RedisConnection implements ConnectionHandler {
       else if (this.settings.passwords === undefined) this.authed = false;
       this.settings = current;
     }
+    this.readAt = performance.now();
     try {
       this.session.decode(chunk, this.onFrameBound);
     } catch (thrown) {
@@ -738,6 +745,38 @@ export class RedisConnection implements ConnectionHandler {
     if (!this.closed) this.outbox.write(bytes);
   }
 
+  /**
+   * Op timeouts. Every command of a connection gets the same `op_timeout` from the moment it is sent, and commands
+   * are sent in queue order, so the earliest deadline is that of the first command still upstream: one wheel entry
+   * per connection, set for it, replaces a schedule and a cancel per command.
+   */
+  watch(deadline: number): void {
+    if (deadline >= this.sweepAt && this.wheelTick >= 0) return;
+    this.sweepAt = deadline;
+    wheel.schedule(this, deadline - performance.now());
+  }
+
+  /** The wheel entry fired: times out the commands past their deadline, then waits for the next one. */
+  onDeadline(): void {
+    this.sweepAt = Number.POSITIVE_INFINITY;
+    if (this.closed) return;
+    const now = performance.now();
+    const q = this.queue;
+    let expired: Command[] | undefined;
+    let next = Number.POSITIVE_INFINITY;
+    for (let i = this.head; i < q.length; i++) {
+      const c = q[i];
+      if (c === undefined || c.phase !== Phase.Upstream) continue;
+      if (c.deadline <= now) (expired ??= []).push(c);
+      else if (c.deadline < next) {
+        next = c.deadline;
+        break; // later commands were sent later
+      }
+    }
+    if (expired !== undefined) for (const c of expired) c.expire();
+    if (next !== Number.POSITIVE_INFINITY && !this.closed) this.watch(next);
+  }
+
   private maybeResume(): void {
     if (this.paused && this.pending <= MAX_IN_FLIGHT / 2 && this.socket.writableLength <= MAX_UNSENT_BYTES / 2) {
       this.paused = false;
@@ -748,6 +787,7 @@ export class RedisConnection implements ConnectionHandler {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.wheelTick >= 0) wheel.cancel(this);
     for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.abandon();
     this.queue = [];
     this.head = 0;
@@ -806,17 +846,20 @@ class Command implements Sendable, Expirable {
   route: RedisRoute | undefined;
   fan: FanOut | undefined;
   delayMs = 0;
+  /** When the op timeout ends (performance.now() ms). */
+  deadline = Number.POSITIVE_INFINITY;
   private redirects = 0;
   private cluster: Cluster | undefined;
   private endpoint: Endpoint | undefined;
   private upstream: UpstreamConnection | undefined;
-  private readonly startedAt = performance.now();
+  private readonly startedAt: number;
 
   constructor(
     readonly conn: RedisConnection,
     readonly request: RedisRequest | undefined,
   ) {
     this.frame = request as Frame;
+    this.startedAt = conn.readAt;
   }
 
   get live(): boolean {
@@ -848,10 +891,12 @@ class Command implements Sendable, Expirable {
     this.upstream = conn;
   }
 
-  /** Starts the op timeout (`settings.op_timeout`), if any. */
+  /** Starts the op timeout (`settings.op_timeout`), if any: the connection sweeps it. */
   armTimeout(): void {
     const ms = this.conn.settings.opTimeoutMs;
-    if (ms !== Number.POSITIVE_INFINITY) wheel.schedule(this, ms);
+    if (ms === Number.POSITIVE_INFINITY) return;
+    this.deadline = this.startedAt + ms;
+    this.conn.watch(this.deadline);
   }
 
   onResponse(frame: Frame): void {
@@ -882,11 +927,13 @@ class Command implements Sendable, Expirable {
     this.complete(failureText(kind, message), 'error');
   }
 
+  /** The fault delay is over. */
   onDeadline(): void {
-    if (this.phase === Phase.Delayed) {
-      this.finish();
-      return;
-    }
+    if (this.phase === Phase.Delayed) this.finish();
+  }
+
+  /** The op timeout passed while upstream. */
+  expire(): void {
     if (this.phase !== Phase.Upstream) return;
     if (this.fan !== undefined) {
       this.fan.abandon();
@@ -1052,7 +1099,7 @@ class Part implements Sendable {
   private cluster: Cluster | undefined;
   private endpoint: Endpoint | undefined;
   private upstream: UpstreamConnection | undefined;
-  private readonly startedAt = performance.now();
+  private startedAt = 0;
 
   constructor(
     private readonly fan: FanOut,
@@ -1066,6 +1113,7 @@ class Part implements Sendable {
   }
 
   send(conn: RedisConnection, hash: string | undefined): void {
+    this.startedAt = conn.readAt;
     const t = target(conn, conn.listener.clusters.get(this.route.cluster), this.route.cluster, hash);
     this.state = Phase.Upstream;
     if (Array.isArray(t)) {

@@ -235,6 +235,8 @@ describe('op timeout', () => {
     const pauser = main.direct();
     await pauser.call('CLIENT', 'PAUSE', '1200', 'ALL');
     expect(await raw.commands([['GET', 't1']])).toEqual(['-ERR timeout']);
+    // A pipeline sent while the server sleeps: every command times out, in order (one sweep per connection).
+    expect(await raw.commands([['GET', 't1'], ['GET', 't2'], ['SET', 't3', 'x']])).toEqual(['-ERR timeout', '-ERR timeout', '-ERR timeout']);
     await sleep(1200); // the server wakes and answers the timed-out GET: that answer is dropped
     expect(await raw.commands([['GET', 't2'], ['GET', 't1']])).toEqual(['$3\r\ntwo', '$3\r\none']);
     await fx.apply(base());
