@@ -186,13 +186,13 @@ export class Checker {
     return ok ? (m as Record<string, string>) : undefined;
   }
 
-  /** A duration string (`1s`, `500ms`, `1.5s`, `2m`, `1h`), at least 1ms. */
-  duration(v: unknown, path: string, required = false): string | undefined {
+  /** A duration string (`1s`, `500ms`, `1.5s`, `2m`, `1h`), at least 1ms (or `minNs`: 0n allows `0s`). */
+  duration(v: unknown, path: string, required = false, minNs?: bigint): string | undefined {
     if (v === undefined || v === null) {
       if (required) this.error(path, 'required');
       return undefined;
     }
-    const problem = durationProblem(v);
+    const problem = durationProblem(v, minNs);
     if (problem) {
       this.error(path, problem);
       return undefined;

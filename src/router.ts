@@ -96,7 +96,9 @@ export class Route {
       fraction: fractionOf(m.runtime_fraction?.default_value),
     }));
     const where = `route ${this.name}`;
-    this.timeoutMs = config.timeout !== undefined ? durationAt(config.timeout, `${where}: timeout`) : undefined;
+    // As Envoy's routes: 15 s unless set; `0s` turns the timeout off (a call then waits as long as the client does).
+    const timeout = config.timeout !== undefined ? durationAt(config.timeout, `${where}: timeout`) : DEFAULT_ROUTE_TIMEOUT_MS;
+    this.timeoutMs = timeout > 0 ? timeout : undefined;
     const rp = config.retry_policy;
     this.perTryTimeoutMs = rp?.per_try_timeout !== undefined ? durationAt(rp.per_try_timeout, `${where}: retry_policy.per_try_timeout`) : undefined;
     this.retry =
@@ -207,6 +209,9 @@ function compileMatcher(m: HeaderMatcher, where: string): CompiledMatcher {
   }
   return { key, test, invert };
 }
+
+/** A route's whole-request timeout when it sets none (Envoy's route default). */
+export const DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
 
 function durationAt(value: string, where: string): number {
   try {

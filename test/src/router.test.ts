@@ -76,3 +76,14 @@ describe('route table', () => {
     expect(r.clusters()).toEqual(['a', 'b']);
   });
 });
+
+describe('route timeout', () => {
+  const timeoutOf = (timeout: string | undefined): number | undefined =>
+    RouteTable.compile({ name: 't', routes: [{ name: 'r', route: { cluster: 'c' }, ...(timeout !== undefined ? { timeout } : {}) }] }).match(md({}))!.timeoutMs;
+  it('is 15 s when the route sets none (as an Envoy route), the configured value otherwise, and off at 0s', () => {
+    expect(timeoutOf(undefined)).toBe(15_000);
+    expect(timeoutOf('2s')).toBe(2000);
+    expect(timeoutOf('0.25s')).toBe(250);
+    expect(timeoutOf('0s')).toBeUndefined();
+  });
+});
