@@ -9,6 +9,7 @@
 import { TYPE_CLUSTER, TYPE_ENDPOINTS, type ClusterLoadAssignment, type LbEndpoint } from '../src/xds/resources.js';
 import { formatDuration, parseDuration } from './duration.js';
 import type { MetaPort, Service } from './model.js';
+import { tlsFor, upstreamTransportSocket } from './security.js';
 import type { DestinationRuleSpec, TrafficPolicy, WorkloadEntry } from './types.js';
 import type { OutlierDetectionJson, WaypostCluster } from './xds-ext.js';
 
@@ -28,6 +29,8 @@ export function effectivePolicy(dr: DestinationRuleSpec | undefined, subset?: st
     loadBalancer: sub.loadBalancer ?? top.loadBalancer,
     connectionPool: sub.connectionPool ?? top.connectionPool,
     outlierDetection: sub.outlierDetection ?? top.outlierDetection,
+    // TLS as Istio merges it: the subset's port-level, the subset's, the top-level port-level, the top-level.
+    ...(sub.tls || sub.portLevelSettings?.some((p) => p?.tls) ? { tls: sub.tls ?? top.tls, portLevelSettings: [...(sub.portLevelSettings ?? []), ...(sub.tls ? [] : top.portLevelSettings ?? [])] } : { tls: top.tls, portLevelSettings: top.portLevelSettings }),
   };
 }
 
@@ -51,7 +54,11 @@ export function buildServiceClusters(svc: Service, dr: DestinationRuleSpec | und
     for (const subset of dr?.subsets ?? []) variants.push({ subset: subset.name, labels: subset.labels ?? {} });
     for (const { subset, labels } of variants) {
       const name = clusterName(port.number, subset, svc.host);
-      out.clusters.push(buildCluster(name, effectivePolicy(dr, subset)));
+      const policy = effectivePolicy(dr, subset);
+      const cluster = buildCluster(name, policy);
+      const transport = upstreamTransportSocket(tlsFor(policy, port.number));
+      if (transport) cluster.transport_socket = transport;
+      out.clusters.push(cluster);
       const members = workloads.filter((w) => hasLabels(w.labels ?? {}, labels));
       out.endpoints.push({
         '@type': TYPE_ENDPOINTS,

@@ -23,6 +23,7 @@ import { bindAddresses, ConfigModel, DEFAULT_BIND, type MetaPort, type Service }
 import { buildRouteConfiguration, globalRateLimitConfig, localRateLimitConfig, routeConfigName } from './routes.js';
 import { translateRedis } from './redis.js';
 import { translateGrpc } from './grpc.js';
+import { applyPeerAuthentication, authzFilterFor, mtlsModeFor } from './security.js';
 import type { CrdDocument } from './types.js';
 import { contentVersion } from './version.js';
 import { META_FILTER_LOCAL_RATELIMIT, type WaypostCluster, type WaypostRouteConfiguration, type WaypostSnapshot } from './xds-ext.js';
@@ -53,7 +54,15 @@ export function translate(docs: readonly CrdDocument[], options: TranslateOption
     for (const port of svc.metaPorts) {
       const codec = model.codecs.get(port.protocol);
       if (!codec) throw new Error(`translate: no codec for protocol "${port.protocol}" (validate the documents first)`);
-      for (const address of addresses) listeners.push(buildListener(svc, port, address, codec.codec, filters));
+      // Authorization goes first, as Envoy's RBAC: a denied request spends no rate limit token (control/security.ts).
+      const authz = authzFilterFor(model, svc, port);
+      const portFilters = authz ? [authz, ...filters] : filters;
+      const mtls = mtlsModeFor(model, svc, port.number);
+      for (const address of addresses) {
+        const listener = buildListener(svc, port, address, codec.codec, portFilters);
+        applyPeerAuthentication(listener, mtls);
+        listeners.push(listener);
+      }
       routes.push(buildRouteConfiguration(model, svc, port));
     }
     const built = buildServiceClusters(svc, model.destinationRules.get(svc.host)?.spec);

@@ -31,6 +31,13 @@ export const KIND_VIRTUAL_SERVICE = 'VirtualService';
 export const ISTIO_NETWORKING: readonly string[] = ['networking.istio.io/v1alpha3', 'networking.istio.io/v1beta1', 'networking.istio.io/v1'];
 const AERAKI_METAPROTOCOL = ['metaprotocol.aeraki.io/v1alpha1'];
 const AERAKI_REDIS = ['redis.aeraki.io/v1alpha1'];
+export const KIND_PEER_AUTHENTICATION = 'PeerAuthentication';
+export const KIND_DUBBO_AUTHORIZATION_POLICY = 'DubboAuthorizationPolicy';
+/** Waypost's own kind (docs/security.md): DubboAuthorizationPolicy's semantics for any protocol, by request attribute. */
+export const KIND_META_AUTHORIZATION_POLICY = 'MetaAuthorizationPolicy';
+const ISTIO_SECURITY = ['security.istio.io/v1beta1', 'security.istio.io/v1'];
+const AERAKI_DUBBO = ['dubbo.aeraki.io/v1alpha1'];
+const WAYPOST_METAPROTOCOL = ['metaprotocol.waypost.io/v1alpha1'];
 
 /** The kinds Waypost translates, with the apiVersions each accepts. */
 export const TRANSLATED_KINDS: Readonly<Record<string, readonly string[]>> = {
@@ -40,10 +47,13 @@ export const TRANSLATED_KINDS: Readonly<Record<string, readonly string[]>> = {
   [KIND_APPLICATION_PROTOCOL]: AERAKI_METAPROTOCOL,
   [KIND_REDIS_SERVICE]: AERAKI_REDIS,
   [KIND_REDIS_DESTINATION]: AERAKI_REDIS,
+  [KIND_PEER_AUTHENTICATION]: ISTIO_SECURITY,
+  [KIND_DUBBO_AUTHORIZATION_POLICY]: AERAKI_DUBBO,
+  [KIND_META_AUTHORIZATION_POLICY]: WAYPOST_METAPROTOCOL,
 };
 
 /** Kinds Istio/Aeraki users have that Waypost loads but does not translate yet (a VirtualService: unless it is for a gRPC service). */
-export const UNTRANSLATED_KINDS: readonly string[] = ['VirtualService', 'DubboAuthorizationPolicy'];
+export const UNTRANSLATED_KINDS: readonly string[] = ['VirtualService'];
 
 // ---- networking.istio.io ServiceEntry ----
 
@@ -104,10 +114,32 @@ export interface OutlierDetection {
   minHealthPercent?: number;
 }
 
+/** Istio's ClientTLSSettings (file paths are read by the proxy). */
+export type TlsMode = 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
+export const TLS_MODES: readonly TlsMode[] = ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'];
+
+export interface ClientTlsSettings {
+  mode?: TlsMode;
+  clientCertificate?: string;
+  privateKey?: string;
+  caCertificates?: string;
+  sni?: string;
+  subjectAltNames?: string[];
+  insecureSkipVerify?: boolean;
+}
+
+/** Istio's per-port traffic policy; Waypost translates its `tls`. */
+export interface PortTrafficPolicy {
+  port?: { number?: number };
+  tls?: ClientTlsSettings;
+}
+
 export interface TrafficPolicy {
   loadBalancer?: LoadBalancerSettings;
   connectionPool?: ConnectionPoolSettings;
   outlierDetection?: OutlierDetection;
+  tls?: ClientTlsSettings;
+  portLevelSettings?: PortTrafficPolicy[];
 }
 
 export interface Subset {
@@ -264,4 +296,54 @@ export interface VirtualServiceSpec {
   gateways?: string[];
   http?: VirtualServiceHttpRoute[];
   exportTo?: string[];
+}
+
+// ---- security.istio.io PeerAuthentication, dubbo.aeraki.io DubboAuthorizationPolicy, Waypost's MetaAuthorizationPolicy ----
+
+export type MtlsMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT';
+export const MTLS_MODES: readonly MtlsMode[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
+
+export interface WorkloadSelector {
+  matchLabels?: Record<string, string>;
+}
+
+export interface PeerAuthenticationSpec {
+  selector?: WorkloadSelector;
+  mtls?: { mode?: MtlsMode };
+  /** By port number (the ServiceEntry port, which is the listener's). */
+  portLevelMtls?: Record<string, { mode?: MtlsMode }>;
+}
+
+export interface AuthorizationSource {
+  principals?: string[];
+  notPrincipals?: string[];
+  namespaces?: string[];
+  notNamespaces?: string[];
+}
+
+export interface DubboOperation {
+  interfaces?: string[];
+  notInterfaces?: string[];
+  methods?: string[];
+  notMethods?: string[];
+}
+
+/** Aeraki's DubboAuthorizationPolicy (api/dubbo/v1alpha1): scoped by its namespace only (no selector). */
+export interface DubboAuthorizationPolicySpec {
+  action?: 'ALLOW' | 'DENY';
+  rules?: Array<{ from?: Array<{ source?: AuthorizationSource }>; to?: Array<{ operation?: DubboOperation }> }>;
+}
+
+export interface MetaOperation {
+  /** Request attribute (metadata key) → patterns; one must match. */
+  attributes?: Record<string, string[]>;
+  /** Request attribute → patterns; none may match. */
+  notAttributes?: Record<string, string[]>;
+}
+
+/** Waypost's MetaAuthorizationPolicy: the same for any MetaProtocol service, with an optional selector. */
+export interface MetaAuthorizationPolicySpec {
+  selector?: WorkloadSelector;
+  action?: 'ALLOW' | 'DENY';
+  rules?: Array<{ from?: Array<{ source?: AuthorizationSource }>; to?: Array<{ operation?: MetaOperation }> }>;
 }

@@ -9,6 +9,7 @@
  * usual patterns, the same in JavaScript.
  */
 
+import { checkClientTls, checkPortLevelSettings } from './security.js';
 import { isIP } from 'node:net';
 import {
   Checker,
@@ -281,13 +282,9 @@ function checkTrafficPolicy(c: Checker, raw: unknown, path: string): void {
     c.integer(od.minHealthPercent, `${odPath}.minHealthPercent`, { min: 0, max: 100 });
   }
 
-  if (policy.portLevelSettings !== undefined) {
-    c.warn(`${path}.portLevelSettings`, 'portLevelSettings is not translated yet: ignored');
-  }
-  const tls = isMapping(policy.tls) ? policy.tls : undefined;
-  if (tls && tls.mode !== undefined && tls.mode !== 'DISABLE') {
-    c.warn(`${path}.tls`, 'Waypost does not originate TLS yet: upstream connections are plaintext');
-  }
+  // TLS to the upstreams, also per port (control/security.ts).
+  checkPortLevelSettings(c, policy.portLevelSettings, `${path}.portLevelSettings`);
+  checkClientTls(c, policy.tls, `${path}.tls`);
 }
 
 // ---------------------------------------------------------------- MetaRouter
@@ -386,7 +383,7 @@ function checkMetaRoute(c: Checker, route: Mapping, path: string): void {
   checkMutations(c, route.requestMutation, `${path}.requestMutation`);
   checkMutations(c, route.responseMutation, `${path}.responseMutation`);
 
-  c.duration(route.timeout, `${path}.timeout`);
+  c.duration(route.timeout, `${path}.timeout`, false, 0n); // 0s: no timeout (default 15s)
 
   const retries = c.mapping(route.retries, `${path}.retries`);
   if (retries) {

@@ -12,9 +12,13 @@ import { checkReferences } from './validate-refs.js';
 import { checkApplicationProtocol, checkDestinationRule, checkMetaRouter, checkServiceEntry } from './validate-specs.js';
 import { checkRedisDestination, checkRedisReferences, checkRedisService } from './redis.js';
 import { checkGrpc } from './grpc.js';
+import { checkDubboAuthorizationPolicy, checkMetaAuthorizationPolicy, checkPeerAuthentication, checkSecurityReferences } from './security.js';
 import {
   KIND_APPLICATION_PROTOCOL,
   KIND_DESTINATION_RULE,
+  KIND_DUBBO_AUTHORIZATION_POLICY,
+  KIND_META_AUTHORIZATION_POLICY,
+  KIND_PEER_AUTHENTICATION,
   KIND_META_ROUTER,
   KIND_REDIS_DESTINATION,
   KIND_REDIS_SERVICE,
@@ -78,6 +82,15 @@ export function checkDocuments(docs: readonly CrdDocument[], options: ValidateOp
         case KIND_REDIS_DESTINATION:
           checkRedisDestination(c, doc.spec);
           break;
+        case KIND_PEER_AUTHENTICATION:
+          checkPeerAuthentication(c, doc.spec);
+          break;
+        case KIND_DUBBO_AUTHORIZATION_POLICY:
+          checkDubboAuthorizationPolicy(c, doc.spec);
+          break;
+        case KIND_META_AUTHORIZATION_POLICY:
+          checkMetaAuthorizationPolicy(c, doc.spec);
+          break;
       }
     } else if (doc.kind === KIND_VIRTUAL_SERVICE) {
       // checkGrpc (below) validates one for a gRPC service, and warns about any other that it is ignored.
@@ -92,6 +105,7 @@ export function checkDocuments(docs: readonly CrdDocument[], options: ValidateOp
   checkReferences(model, refOptions, errors, warnings);
   checkRedisReferences(model, refOptions, errors, warnings);
   checkGrpc(model, errors, warnings);
+  checkSecurityReferences(model, errors, warnings);
   const files = docs.map((d) => d.file);
   return { errors: sortByDocument(files, errors), warnings: sortByDocument(files, warnings) };
 }

@@ -32,6 +32,8 @@ const ENTRIES = [
   'xds/type/v3/typed_struct.proto',
   'validate/validate.proto',
   'envoy/extensions/filters/network/redis_proxy/v3/redis_proxy.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto',
 ];
 
 const check = process.argv.includes('--check');

@@ -61,7 +61,12 @@ export type LocalReplyKind =
   | 'timeout'
   | 'over_limit'
   | 'fault_abort'
-  | 'bad_response';
+  | 'bad_response'
+  /**
+   * Denied by an authorization policy (docs/security.md). A codec written before this kind existed may not know it:
+   * the data plane then answers with the codec's `fault_abort` error instead.
+   */
+  | 'permission_denied';
 
 export interface LocalReply {
   readonly kind: LocalReplyKind;

@@ -121,6 +121,9 @@ export function localReplyStatus(reply: LocalReply): number {
       return Status.SERVER_THREADPOOL_EXHAUSTED_ERROR;
     case 'bad_response':
       return Status.BAD_RESPONSE;
+    case 'permission_denied':
+      // As Envoy's generic_proxy Dubbo codec answers a PermissionDenied status (its RBAC filter's denial).
+      return Status.SERVER_ERROR;
     case 'fault_abort': {
       // The code goes in one byte; 20 would announce a result body, which a message is not.
       const code = reply.code;

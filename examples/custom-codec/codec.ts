@@ -62,6 +62,7 @@ export const KvStatus = {
   OVERLOADED: 6,
   ABORTED: 7,
   BAD_RESPONSE: 8,
+  FORBIDDEN: 9,
 } as const;
 
 /** The status each kind of local reply answers with (a fault abort's own `code` wins when it fits in a byte). */
@@ -78,6 +79,8 @@ export function localReplyStatus(reply: LocalReply): number {
       return KvStatus.OVERLOADED;
     case 'bad_response':
       return KvStatus.BAD_RESPONSE;
+    case 'permission_denied':
+      return KvStatus.FORBIDDEN;
     case 'fault_abort': {
       const code = reply.code;
       // 0 would say "success": an abort must not look like one.

@@ -56,6 +56,8 @@ export const Status = {
   ABORTED: 7,
   /** The upstream sent something that is not KV-RPC. */
   BAD_RESPONSE: 8,
+  /** Denied by an authorization policy. */
+  FORBIDDEN: 9,
 } as const;
 export type StatusCode = (typeof Status)[keyof typeof Status];
 

@@ -63,6 +63,9 @@ const ENTRY_FILES = [
   'aeraki/meta_protocol_proxy/filters/router/v1alpha/router.proto',
   'aeraki/meta_protocol_proxy/filters/global_ratelimit/v1alpha/global_ratelimit.proto',
   'envoy/service/ratelimit/v3/rls.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto',
+  'waypost/meta_protocol/filters/authz/v1alpha/authz.proto',
 ];
 
 let rootCache: protobuf.Root | undefined;

@@ -48,8 +48,21 @@ export interface Listener {
   '@type'?: typeof TYPE_LISTENER;
   name: string;
   address?: SocketAddress;
-  filter_chains: Array<{ filters: NetworkFilter[] }>;
+  filter_chains: FilterChain[];
   api_listener?: { api_listener: HttpConnectionManagerConfig };
+  /** `envoy.filters.listener.tls_inspector` goes with a TLS and a plaintext filter chain (PERMISSIVE mTLS). */
+  listener_filters?: Array<{ name: string; typed_config?: { '@type': string; [k: string]: unknown } }>;
+}
+
+/**
+ * One filter chain. Waypost runs the first chain's network filters; a chain with a TLS `transport_socket` makes the
+ * listener speak TLS, and a TLS chain beside a plaintext one (`filter_chain_match.transport_protocol` `tls` /
+ * `raw_buffer`) makes it accept both (see src/tls.ts).
+ */
+export interface FilterChain {
+  filter_chain_match?: { transport_protocol?: string };
+  filters: NetworkFilter[];
+  transport_socket?: TransportSocket;
 }
 
 /** Envoy `type.v3.FractionalPercent`: `numerator / denominator`. */
@@ -86,6 +99,8 @@ export interface Cluster {
   typed_extension_protocol_options?: Record<string, { '@type'?: string; [k: string]: unknown }>;
   /** A custom cluster type, as Envoy's (`envoy.clusters.redis`: a Redis Cluster, slots discovered from its nodes). */
   cluster_type?: { name: string; typed_config?: unknown };
+  /** `envoy.transport_sockets.tls` with an {@link UpstreamTlsContext}: connections to the endpoints use TLS. */
+  transport_socket?: TransportSocket;
 }
 
 export interface LbEndpoint {
@@ -266,4 +281,108 @@ export interface GlobalRateLimitConfig {
     transport_api_version?: 'V3';
   };
   descriptors: Array<{ property: string; descriptor_key: string }>;
+}
+
+// ---- TLS (Envoy's envoy.transport_sockets.tls) and authorization ----
+
+export const TRANSPORT_SOCKET_TLS = 'envoy.transport_sockets.tls';
+export const TYPE_DOWNSTREAM_TLS_CONTEXT = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
+export const TYPE_UPSTREAM_TLS_CONTEXT = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+export const LISTENER_FILTER_TLS_INSPECTOR = 'envoy.filters.listener.tls_inspector';
+export const TYPE_TLS_INSPECTOR = 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector';
+/** Istio's SDS secret names: the workload certificate and the mesh root CA (Waypost reads them from --mesh-certs). */
+export const SDS_SECRET_DEFAULT = 'default';
+export const SDS_SECRET_ROOTCA = 'ROOTCA';
+
+/** Envoy `config.core.v3.DataSource`: a file the proxy reads, or the bytes inline. */
+export interface DataSourceJson {
+  filename?: string;
+  inline_string?: string;
+  /** base64 */
+  inline_bytes?: string;
+}
+
+/** Envoy `type.matcher.v3.StringMatcher`. */
+export interface StringMatcherJson {
+  exact?: string;
+  prefix?: string;
+  suffix?: string;
+  contains?: string;
+  safe_regex?: { regex: string };
+  ignore_case?: boolean;
+}
+
+export interface SdsSecretConfigJson {
+  name: string;
+  sds_config?: unknown;
+}
+
+export interface CertificateValidationContextJson {
+  trusted_ca?: DataSourceJson;
+  /** The peer certificate must carry a SAN (URI, DNS, IP or email) one of these matches. */
+  match_subject_alt_names?: StringMatcherJson[];
+}
+
+export interface CommonTlsContextJson {
+  tls_certificates?: Array<{ certificate_chain?: DataSourceJson; private_key?: DataSourceJson }>;
+  /** `default`: the mesh certificate (Istio's name). */
+  tls_certificate_sds_secret_configs?: SdsSecretConfigJson[];
+  validation_context?: CertificateValidationContextJson;
+  /** `ROOTCA`: the mesh root CA (Istio's name). */
+  validation_context_sds_secret_config?: SdsSecretConfigJson;
+  combined_validation_context?: {
+    default_validation_context?: CertificateValidationContextJson;
+    validation_context_sds_secret_config?: SdsSecretConfigJson;
+  };
+  alpn_protocols?: string[];
+}
+
+export interface DownstreamTlsContext {
+  '@type': typeof TYPE_DOWNSTREAM_TLS_CONTEXT;
+  common_tls_context?: CommonTlsContextJson;
+  require_client_certificate?: boolean;
+}
+
+export interface UpstreamTlsContext {
+  '@type': typeof TYPE_UPSTREAM_TLS_CONTEXT;
+  common_tls_context?: CommonTlsContextJson;
+  sni?: string;
+}
+
+/** Envoy `config.core.v3.TransportSocket`. */
+export interface TransportSocket {
+  name: string;
+  typed_config?: DownstreamTlsContext | UpstreamTlsContext | { '@type': string; [k: string]: unknown };
+}
+
+export const META_FILTER_AUTHZ = 'waypost.meta_protocol.filters.authz';
+export const TYPE_AUTHZ = 'type.googleapis.com/waypost.meta_protocol.filters.authz.v1alpha.Authorization';
+
+/**
+ * Waypost's authorization filter config (proto/waypost/meta_protocol/filters/authz): Istio's evaluation over
+ * policies translated from DubboAuthorizationPolicy and MetaAuthorizationPolicy. Patterns are Istio's: `exact`,
+ * `prefix*`, `*suffix`, `*` (present and not empty).
+ */
+export interface AuthorizationConfig {
+  '@type'?: typeof TYPE_AUTHZ;
+  policies?: AuthorizationPolicyJson[];
+}
+
+export interface AuthorizationPolicyJson {
+  /** `<Kind>/<namespace>/<name>`: the `policy` label of the denial counter. */
+  name: string;
+  /** Default ALLOW. */
+  action?: 'ALLOW' | 'DENY';
+  rules?: Array<{ from?: AuthzSourceJson[]; to?: AuthzOperationJson[] }>;
+}
+
+export interface AuthzSourceJson {
+  principals?: string[];
+  not_principals?: string[];
+  namespaces?: string[];
+  not_namespaces?: string[];
+}
+
+export interface AuthzOperationJson {
+  attributes?: Array<{ key: string; values?: string[]; not_values?: string[] }>;
 }

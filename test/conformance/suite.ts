@@ -80,6 +80,7 @@ const KINDS: readonly LocalReplyKind[] = [
   'over_limit',
   'fault_abort',
   'bad_response',
+  'permission_denied',
 ];
 
 /** Upstream ids the proxy may assign (it keeps them in 1..2^31-1), chosen to change varint widths. */

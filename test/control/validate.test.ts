@@ -668,7 +668,6 @@ describe('warnings', () => {
       DEMO_SE,
       'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {}',
       'apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: vs}\nspec: {hosts: [a]}',
-      'apiVersion: security.aeraki.io/v1alpha1\nkind: DubboAuthorizationPolicy\nmetadata: {name: authz}\nspec: {}',
     );
     const result = await compileYaml(yaml);
     expect(result.errors).toEqual([]);
@@ -676,7 +675,6 @@ describe('warnings', () => {
     expect(result.warnings.map((w) => w.replaceAll(result.file, '@'))).toEqual([
       '@:1: Deployment/web: kind: unknown kind "Deployment" (apps/v1): ignored',
       '@:2: VirtualService/vs: VirtualService is not translated yet: ignored',
-      '@:3: DubboAuthorizationPolicy/authz: DubboAuthorizationPolicy is not translated yet: ignored',
     ]);
   });
 
