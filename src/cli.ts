@@ -3,11 +3,14 @@ import { parseArgs } from 'node:util';
 import { compile } from '../control/index.js';
 import type { DocumentSource } from '../control/sources/source.js';
 import { DEFAULT_CONTROL_ADMIN } from '../control/xds/defaults.js';
+import { AccessLog } from './access-log.js';
 import { startAdmin } from './admin.js';
 import { createRegistry } from './builtin-codecs.js';
 import type { CodecRegistry } from './codec-registry.js';
 import { ConfigWatcher } from './config-watch.js';
+import { countFlag, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LIMITS, durationFlag, type DownstreamLimits, type TracingMode } from './limits.js';
 import { log, setLogLevel } from './log.js';
+import { setDefaultMeshCerts } from './tls.js';
 import { isWorker, runPrimary, serveWorker } from './workers.js';
 import { ConfigRejectedError, Proxy } from './proxy.js';
 import { defaultNodeId, splitHostPort } from './xds/options.js';
@@ -34,6 +37,18 @@ Common options:
   --max-frame-size BYTES      largest frame accepted (default 8388608)
   --workers N                 proxy: event loops (processes) sharing the listeners (default 1)
   --log-level LEVEL           error, warn, info (default), debug
+  --mesh-certs DIR            proxy: Istio's cert-chain.pem, key.pem, root-cert.pem for ISTIO_MUTUAL and
+                              PeerAuthentication mTLS (docs/security.md)
+
+Proxy limits and operations (docs/operations-limits.md):
+  --max-connections-per-listener N   close new connections over N at once (default: no limit)
+  --max-pending-per-connection N     requests in flight per connection; more are answered over_limit (default 1024)
+  --idle-timeout DURATION            close connections idle this long, 0 = never (default 1h)
+  --frame-timeout DURATION           close a connection whose frame stays incomplete this long, 0 = never (default 30s)
+  --per-connection-buffer-limit BYTES  unwritten bytes per connection before its feeders are paused (default 1048576)
+  --drain-timeout DURATION           SIGTERM: time for in-flight requests before the rest is closed (default 5s)
+  --access-log PATH|-                one JSON line per request, to a file or stdout (default off)
+  --tracing off|propagate|start      W3C traceparent: leave alone, re-parent to the proxy's span (default), or also start traces
   --help                      this text
 `;
 
@@ -54,7 +69,63 @@ const OPTIONS = {
   kubeconfig: { type: 'string' },
   zookeeper: { type: 'string' },
   workers: { type: 'string' },
+  'mesh-certs': { type: 'string' },
+  'max-connections-per-listener': { type: 'string' },
+  'max-pending-per-connection': { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'frame-timeout': { type: 'string' },
+  'per-connection-buffer-limit': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  'access-log': { type: 'string' },
+  tracing: { type: 'string' },
 } as const;
+
+/** The proxy's limits and operations flags, read once (workers get the same command line). */
+interface OpsOptions {
+  readonly limits: DownstreamLimits;
+  readonly drainTimeoutMs: number;
+  readonly accessLog: string | undefined;
+  readonly tracing: TracingMode;
+}
+
+function opsOptions(values: Record<string, string | boolean | string[] | undefined>): OpsOptions {
+  const str = (name: string): string | undefined => values[name] as string | undefined;
+  return usageCheck(() => {
+    const maxConn = str('max-connections-per-listener');
+    const maxPending = str('max-pending-per-connection');
+    const idle = str('idle-timeout');
+    const frame = str('frame-timeout');
+    const buffer = str('per-connection-buffer-limit');
+    const drain = str('drain-timeout');
+    const tracing = str('tracing') ?? 'propagate';
+    if (tracing !== 'off' && tracing !== 'propagate' && tracing !== 'start') throw new Error(`--tracing wants off, propagate or start, not "${tracing}"`);
+    const accessLog = str('access-log');
+    if (accessLog === '') throw new Error('--access-log wants a file path or - (stdout)');
+    return {
+      limits: {
+        maxConnectionsPerListener: maxConn === undefined ? DEFAULT_LIMITS.maxConnectionsPerListener : countFlag(maxConn, '--max-connections-per-listener', 1),
+        maxPendingPerConnection: maxPending === undefined ? DEFAULT_LIMITS.maxPendingPerConnection : countFlag(maxPending, '--max-pending-per-connection', 1),
+        idleTimeoutMs: idle === undefined ? DEFAULT_LIMITS.idleTimeoutMs : durationFlag(idle, '--idle-timeout'),
+        frameTimeoutMs: frame === undefined ? DEFAULT_LIMITS.frameTimeoutMs : durationFlag(frame, '--frame-timeout'),
+        bufferLimitBytes: buffer === undefined ? DEFAULT_LIMITS.bufferLimitBytes : countFlag(buffer, '--per-connection-buffer-limit', 1024),
+      },
+      drainTimeoutMs: drain === undefined ? DEFAULT_DRAIN_TIMEOUT_MS : durationFlag(drain, '--drain-timeout'),
+      accessLog,
+      tracing,
+    };
+  });
+}
+
+const PROXY_ONLY_FLAGS = [
+  'max-connections-per-listener',
+  'max-pending-per-connection',
+  'idle-timeout',
+  'frame-timeout',
+  'per-connection-buffer-limit',
+  'drain-timeout',
+  'access-log',
+  'tracing',
+] as const;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -91,6 +162,10 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   const paths = [...(values.config ?? []), ...positionals];
+  if (values['mesh-certs'] !== undefined) {
+    if (command !== 'proxy') throw new UsageError('--mesh-certs is an option of proxy');
+    usageCheck(() => setDefaultMeshCerts(values['mesh-certs']!));
+  }
   const bind = values.bind ?? '127.0.0.1';
   switch (command) {
     case 'validate':
@@ -125,22 +200,26 @@ async function main(argv: string[]): Promise<number> {
       }
       const workers = values.workers === undefined ? 1 : Number(values.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError('--workers wants a whole number from 1 to 64');
+      const ops = opsOptions(values);
       let admin = values.admin ?? '127.0.0.1:15000';
       if (workers > 1 && !isWorker()) {
-        // The primary only forks and serves the admin API; every worker runs this same command without an admin.
+        // The primary only forks and serves the admin API; every worker runs this same command (limits, access log,
+        // tracing flags included) without an admin. On SIGTERM it waits for the workers' drain.
         const adminAddress = admin === 'off' ? undefined : usageCheck(() => splitHostPort(admin, '--admin'));
-        return runPrimary(workers, [...process.argv.slice(2), '--admin', 'off'], adminAddress);
+        return runPrimary(workers, [...process.argv.slice(2), '--admin', 'off'], adminAddress, ops.drainTimeoutMs + 5_000);
       }
       const onProxy = isWorker() ? serveWorker : undefined;
       if (isWorker()) admin = 'off';
       if (values.xds !== undefined) {
         usageCheck(() => splitHostPort(values.xds!, '--xds'));
         if (values.node === '') throw new UsageError('--node must not be empty');
-        return runXdsProxy(values.xds, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize, onProxy });
+        return runXdsProxy(values.xds, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize, onProxy, ops });
       }
-      return runProxy(paths, { bind, admin, registry, maxFrameSize, onProxy });
+      return runProxy(paths, { bind, admin, registry, maxFrameSize, onProxy, ops });
     }
     case 'control': {
+      const misplaced = PROXY_ONLY_FLAGS.find((f) => values[f] !== undefined);
+      if (misplaced) throw new UsageError(`--${misplaced} is an option of proxy`);
       if (values.xds !== undefined || values.node !== undefined) throw new UsageError('--xds and --node are options of proxy (control takes --xds-listen)');
       if (values.kubeconfig !== undefined && !values.kubernetes) throw new UsageError('--kubeconfig goes with --kubernetes');
       if (values.zookeeper !== undefined && !/^[^,\s]+:\d+(,[^,\s]+:\d+)*(\/\S*)?$/.test(values.zookeeper)) {
@@ -180,28 +259,60 @@ async function startProxyAdmin(proxy: Proxy, address: string): Promise<http.Serv
 /** `waypost proxy --xds`: the data plane fed by an xDS server (src/xds/client.ts). */
 async function runXdsProxy(
   server: string,
-  opts: { node: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined },
+  opts: { node: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined; ops: OpsOptions },
 ): Promise<number> {
-  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize });
+  const accessLog = await openAccessLog(opts.ops);
+  if (accessLog === null) return 1;
+  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing });
   opts.onProxy?.(proxy);
   const admin = await startProxyAdmin(proxy, opts.admin);
   const { XdsClient } = await import('./xds/client.js'); // gRPC is loaded only for --xds
   const client = new XdsClient({ server, proxy, nodeId: opts.node });
   log.info('xds client starting', { server, node: client.nodeId });
   client.start();
+  return onStopSignals(proxy, opts.ops, accessLog, async () => {
+    await client.close();
+    admin?.close();
+  });
+}
+
+/** Opens `--access-log` (undefined when off); null, with the reason on stderr, when it cannot be opened. */
+async function openAccessLog(ops: OpsOptions): Promise<AccessLog | undefined | null> {
+  if (ops.accessLog === undefined) return undefined;
+  try {
+    return await AccessLog.open(ops.accessLog);
+  } catch (err) {
+    process.stderr.write(`waypost: ${(err as Error).message}\n`);
+    return null;
+  }
+}
+
+/**
+ * SIGTERM / SIGINT: graceful drain (stop accepting, answer what is in flight, close idle connections) within
+ * `--drain-timeout`, then exit 0. A second signal closes everything at once.
+ */
+function onStopSignals(proxy: Proxy, ops: OpsOptions, accessLog: AccessLog | undefined, stopSources: () => Promise<void>): Promise<number> {
   return new Promise<number>((resolve) => {
+    let stopping = false;
     const stop = (signal: string): void => {
-      log.info('shutting down', { signal });
-      void client
-        .close()
-        .then(() => {
-          admin?.close();
-          return proxy.close();
-        })
-        .then(() => resolve(0));
+      if (stopping) {
+        log.warn('second signal: closing at once', { signal });
+        void proxy.close().then(() => accessLog?.close()).then(() => resolve(0));
+        return;
+      }
+      stopping = true;
+      log.info('shutting down', { signal, drain_timeout_ms: ops.drainTimeoutMs });
+      void (async () => {
+        // Config sources stop first: a config change must not re-open a listener being drained.
+        await stopSources();
+        const result = await proxy.drain(ops.drainTimeoutMs);
+        await accessLog?.close();
+        log.info('stopped', { drained: result.drained, closed_at_timeout: result.leftOpen });
+        resolve(0);
+      })();
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
 }
 
@@ -251,9 +362,11 @@ async function runControl(
 
 async function runProxy(
   paths: string[],
-  opts: { bind: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined },
+  opts: { bind: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined; ops: OpsOptions },
 ): Promise<number> {
-  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize });
+  const accessLog = await openAccessLog(opts.ops);
+  if (accessLog === null) return 1;
+  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing });
   opts.onProxy?.(proxy);
   let admin: http.Server | undefined;
   if (opts.admin !== 'off') {
@@ -291,15 +404,9 @@ async function runProxy(
   });
   await watcher.start();
 
-  return new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info('shutting down', { signal });
-      watcher.stop();
-      admin?.close();
-      void proxy.close().then(() => resolve(0));
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  return onStopSignals(proxy, opts.ops, accessLog, async () => {
+    watcher.stop();
+    admin?.close();
   });
 }
 

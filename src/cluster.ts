@@ -3,6 +3,7 @@ import { createLoadBalancer, type LoadBalancer } from './lb.js';
 import { log } from './log.js';
 import type { Metrics } from './metrics.js';
 import { EndpointPool } from './upstream.js';
+import { upstreamTlsOf, type UpstreamTls } from './tls.js';
 import type { Cluster as ClusterResource, ClusterLoadAssignment, LbEndpoint } from './xds/resources.js';
 import { parseDuration } from './xds/duration.js';
 
@@ -62,6 +63,8 @@ export interface ClusterSettings {
   readonly protocolOptions: Readonly<Record<string, unknown>> | undefined;
   /** Envoy `cluster_type.name` of a custom cluster type (`envoy.clusters.redis`), if any. */
   readonly clusterType: string | undefined;
+  /** TLS to the endpoints (Envoy `transport_socket`), for new connections. */
+  readonly tls: UpstreamTls | undefined;
 }
 
 export interface ClusterContext {
@@ -89,6 +92,7 @@ export class Cluster {
   constructor(readonly name: string, resource: ClusterResource, private readonly ctx: ClusterContext) {
     this.settings = settingsOf(resource);
     this.lb = createLoadBalancer(this.settings.lbPolicy, []);
+    this.transportSocket = JSON.stringify(resource.transport_socket ?? null);
     this.upstreamGauge = ctx.metrics.upstreamConnections.labels(name);
     this.ejectionCounter = ctx.metrics.outlierEjections.labels(name);
   }
@@ -99,9 +103,14 @@ export class Cluster {
 
   update(resource: ClusterResource): void {
     const before = this.settings.lbPolicy;
+    const tlsBefore = this.transportSocket;
     this.settings = settingsOf(resource);
     if (this.settings.lbPolicy !== before) this.lb = createLoadBalancer(this.settings.lbPolicy, this.endpointList);
+    // Changed TLS settings (docs/security.md): connections made under the old ones close, new ones use the new.
+    this.transportSocket = JSON.stringify(resource.transport_socket ?? null);
+    if (tlsBefore !== this.transportSocket) for (const e of this.endpointList) e.close();
   }
+  private transportSocket = 'null';
 
   /** Applies a ClusterLoadAssignment: keeps endpoints (their connections and health) that stay. */
   setEndpoints(cla: ClusterLoadAssignment | undefined): void {
@@ -203,6 +212,7 @@ export class Cluster {
         connectTimeoutMs: this.settings.connectTimeoutMs,
         connections: this.ctx.connectionsPerEndpoint,
         cluster: this.name,
+        tls: () => this.settings.tls,
         hooks: {
           onDecodeError: (_err: CodecError) => decodeErrors.inc(),
           onConnectionOpen: () => this.upstreamGauge.inc(),
@@ -256,6 +266,7 @@ function settingsOf(r: ClusterResource): ClusterSettings {
     maxRequests: thresholds?.max_requests ?? thresholds?.max_pending_requests ?? Number.POSITIVE_INFINITY,
     protocolOptions: r.typed_extension_protocol_options,
     clusterType: r.cluster_type?.name,
+    tls: upstreamTlsOf(r),
   };
 }
 

@@ -1,9 +1,11 @@
+import { routeMatchKeys } from './access-log.js';
 import type { CodecSession, Frame, KeyValue, LocalReplyKind } from './codec.js';
 import type { Cluster, Endpoint } from './cluster.js';
 import type { DownstreamConnection } from './downstream.js';
 import type { ListenerRuntime } from './listener.js';
 import type { Route } from './router.js';
 import { TimerWheel, type Expirable } from './timer-wheel.js';
+import { childTraceparent, newSpanId, parseTraceparent, rootTraceparent } from './trace-context.js';
 import type { UpstreamConnection, UpstreamRequest } from './upstream.js';
 
 /** One wheel for every request deadline, fault delay and mirror expiry in the process. */
@@ -13,6 +15,9 @@ export const wheel = new TimerWheel(5);
 export type RetryCondition = 'connect-failure' | 'reset' | 'unavailable' | 'timeout' | 'error';
 
 type Phase = 'filters' | 'delayed' | 'upstream' | 'done';
+
+/** The header name, as bytes, for a cheap "does this frame carry one at all" test. */
+const TRACEPARENT_KEY = Buffer.from('traceparent');
 
 /** How long a mirrored request may wait for the answer nobody reads before its slot is freed. */
 const MIRROR_EXPIRY_MS = 30_000;
@@ -43,6 +48,10 @@ export class Exchange implements UpstreamRequest, Expirable {
   private deadline = Number.POSITIVE_INFINITY;
   private tryDeadline = Number.POSITIVE_INFINITY;
   private readonly start = performance.now();
+  /** For the access log: the local reply's cause, the traceparent sent upstream, upstream attempts made. */
+  private localReplyKind: LocalReplyKind | undefined;
+  private traceparent: string | undefined;
+  private attempts = 0;
 
   constructor(
     readonly frame: Frame,
@@ -84,6 +93,7 @@ export class Exchange implements UpstreamRequest, Expirable {
   send(): void {
     const timeout = this.route?.timeoutMs;
     if (timeout !== undefined && this.expectsResponse) this.deadline = performance.now() + timeout;
+    if (this.listener.tracing !== 'off') this.applyTraceContext();
     this.phase = 'upstream';
     this.attemptUpstream();
   }
@@ -133,7 +143,15 @@ export class Exchange implements UpstreamRequest, Expirable {
   /** Answers in the protocol's own format (CONTRACT §6) and ends the exchange. */
   localReply(kind: LocalReplyKind, message: string, code?: number): void {
     if (this.phase === 'done') return;
-    const bytes = this.session.localReply(this.frame, code === undefined ? { kind, message } : { kind, message, code });
+    this.localReplyKind = kind;
+    let bytes: Buffer | undefined;
+    try {
+      bytes = this.session.localReply(this.frame, code === undefined ? { kind, message } : { kind, message, code });
+    } catch (err) {
+      if (kind !== 'permission_denied') throw err;
+    }
+    // A user codec built before `permission_denied` existed may not answer it: use its generic error instead.
+    if (!bytes && kind === 'permission_denied' && this.expectsResponse) bytes = this.session.localReply(this.frame, { kind: 'fault_abort', message });
     if (bytes) this.downstream.write(bytes);
     this.finish('local_reply');
   }
@@ -147,6 +165,27 @@ export class Exchange implements UpstreamRequest, Expirable {
     }
     this.phase = 'done';
     wheel.cancel(this);
+    if (this.listener.accessLog) this.logAccess('downstream_closed', performance.now() - this.start);
+  }
+
+  /**
+   * W3C trace context: a valid incoming `traceparent` goes upstream with the proxy's own span id as the parent (same
+   * trace id and flags); without one, `--tracing start` begins a trace. Set through the request mutation, so the
+   * codec re-encodes only the headers/attachments.
+   */
+  private applyTraceContext(): void {
+    // A byte search first: reading one header can cost a scan of the whole body (Dubbo attachments follow the
+    // arguments), and most requests carry no traceparent.
+    const frame = this.frame;
+    const parent = frame.raw.indexOf(TRACEPARENT_KEY) >= 0 ? parseTraceparent(frame.metadata.get('traceparent')) : undefined;
+    let value: string;
+    if (parent) value = childTraceparent(parent, newSpanId());
+    else if (this.listener.tracing === 'start') value = rootTraceparent(newSpanId());
+    else return;
+    this.traceparent = value;
+    const base = this.mutation;
+    const entry = { key: 'traceparent', value };
+    this.mutation = base ? [...base.filter((kv) => kv.key.toLowerCase() !== 'traceparent'), entry] : [entry];
   }
 
   /** One attempt: pick a cluster endpoint (avoiding ones already tried) and hand the request to its pool. */
@@ -161,6 +200,7 @@ export class Exchange implements UpstreamRequest, Expirable {
     }
     this.cluster = cluster;
     if (!cluster.hasRequestCapacity) {
+      this.listener.overflowCounter(clusterName, 'requests').inc();
       this.localReply('over_limit', `cluster ${clusterName} is at its limit of ${cluster.settings.maxRequests} requests in flight`);
       return;
     }
@@ -172,10 +212,14 @@ export class Exchange implements UpstreamRequest, Expirable {
     this.endpoint = endpoint;
     const conn = cluster.pool(endpoint, this.listener.codec, this.listener.protocol, this.frame.upstreamKey).send(this);
     if (!conn) {
+      this.listener.overflowCounter(clusterName, 'connections').inc();
       this.localReply('over_limit', `cluster ${clusterName} is at its limit of ${cluster.settings.maxConnections} connections`);
       return;
     }
     this.upstream = conn;
+    this.attempts++;
+    // Backpressure: this upstream connection is not keeping up; stop reading this client until it drains.
+    if (conn.congested) this.downstream.blockOn(conn);
     if (!this.expectsResponse) {
       this.finish('success');
       return;
@@ -238,7 +282,37 @@ export class Exchange implements UpstreamRequest, Expirable {
     this.phase = 'done';
     if (this.wheelTick >= 0) wheel.cancel(this);
     this.downstream.completed(this);
-    this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none').record(outcome, (performance.now() - this.start) / 1000);
+    const ms = performance.now() - this.start;
+    this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none').record(outcome, ms / 1000);
+    if (this.listener.accessLog) this.logAccess(outcome, ms);
+  }
+
+  /** One access log line (only called when the log is on: nothing is formatted otherwise). */
+  private logAccess(outcome: string, ms: number): void {
+    const route = this.route;
+    const attributes: Record<string, string> = {};
+    if (route) {
+      const md = this.frame.metadata;
+      for (const k of routeMatchKeys(route)) {
+        const v = md.get(k);
+        if (v !== undefined) attributes[k] = v;
+      }
+    }
+    this.listener.accessLog!.record({
+      time: new Date().toISOString(),
+      listener: this.listener.name,
+      protocol: this.listener.protocol,
+      route: route?.name ?? null,
+      cluster: this.clusterName ?? null,
+      upstream_host: this.endpoint?.key ?? null,
+      outcome,
+      local_reply: this.localReplyKind ?? null,
+      duration_ms: Math.round(ms * 1000) / 1000,
+      request_id: String(this.frame.requestId),
+      attributes,
+      traceparent: this.traceparent ?? null,
+      attempts: this.attempts,
+    });
   }
 }
 

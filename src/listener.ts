@@ -1,11 +1,14 @@
 import net from 'node:net';
+import type { AccessLog } from './access-log.js';
 import type { CodecFactory } from './codec.js';
 import type { Cluster } from './cluster.js';
 import type { MetaFilter } from './filters/index.js';
+import { DEFAULT_LIMITS, type DownstreamLimits, type TracingMode } from './limits.js';
 import { log } from './log.js';
 import type { Metrics, RequestStats } from './metrics.js';
 import type { ConnectionHandler, NetworkFilterConfig } from './network-filter.js';
 import type { RouteTable } from './router.js';
+import { tlsAcceptor, type ListenerTls } from './tls.js';
 
 
 /** What a listener needs from its config; the proxy rebuilds it on every apply. */
@@ -15,6 +18,22 @@ export interface ListenerSettings extends NetworkFilterConfig {
   readonly port: number;
   /** The network filter serving it (`envoy.filters.network.meta_protocol_proxy`, …). */
   readonly networkFilter: string;
+  /** TLS on accepted connections (src/tls.ts), from the filter chain's transport socket; read per connection. */
+  readonly tls?: ListenerTls | undefined;
+}
+
+/** Limits and operations settings shared by every listener of a proxy (CLI flags). */
+export interface ListenerOptions {
+  readonly limits: DownstreamLimits;
+  readonly accessLog: AccessLog | undefined;
+  readonly tracing: TracingMode;
+}
+
+export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { limits: DEFAULT_LIMITS, accessLog: undefined, tracing: 'propagate' };
+
+/** What the listener can read from a connection handler that tracks its buffers (MetaProtocol connections do). */
+interface BufferedHandler {
+  readonly bufferedBytes?: number;
 }
 
 /**
@@ -29,16 +48,45 @@ export class ListenerRuntime {
   private statsCache = new Map<string, Map<string, RequestStats>>();
   readonly decodeErrors: { inc(): void };
   private readonly connGauge: { inc(): void; dec(): void };
+  readonly limits: DownstreamLimits;
+  readonly accessLog: AccessLog | undefined;
+  readonly tracing: TracingMode;
+  /** Limit counters, resolved once. */
+  readonly counters: {
+    readonly overflow: { inc(): void };
+    readonly idleTimeout: { inc(): void };
+    readonly frameTimeout: { inc(): void };
+    readonly pendingLimit: { inc(): void };
+    readonly frameTooLarge: { inc(): void };
+    readonly pausedByDownstream: { inc(): void };
+    readonly pausedByUpstream: { inc(): void };
+  };
+  private lastOverflowLog = 0;
+  private draining = false;
 
   constructor(
     settings: ListenerSettings,
     readonly clusters: ReadonlyMap<string, Cluster>,
     private readonly metrics: Metrics,
     readonly maxFrameSize: number,
+    options: ListenerOptions = DEFAULT_LISTENER_OPTIONS,
   ) {
     this.settings = settings;
     this.decodeErrors = metrics.decodeErrors.labels(settings.name, settings.protocol, 'downstream');
     this.connGauge = metrics.downstreamConnections.labels(settings.name);
+    this.limits = options.limits;
+    this.accessLog = options.accessLog;
+    this.tracing = options.tracing;
+    const name = settings.name;
+    this.counters = {
+      overflow: metrics.downstreamRejected.labels(name, 'overflow'),
+      idleTimeout: metrics.downstreamTimeouts.labels(name, 'idle'),
+      frameTimeout: metrics.downstreamTimeouts.labels(name, 'frame'),
+      pendingLimit: metrics.downstreamRequestsRejected.labels(name, 'pending_limit'),
+      frameTooLarge: metrics.framesTooLarge.labels(name, settings.protocol, 'downstream'),
+      pausedByDownstream: metrics.backpressurePauses.labels(name, 'downstream_write'),
+      pausedByUpstream: metrics.backpressurePauses.labels(name, 'upstream_write'),
+    };
   }
 
   get name(): string {
@@ -74,6 +122,18 @@ export class ListenerRuntime {
     return this.connections.size;
   }
 
+  /** Bytes held for this listener's connections (the `waypost_downstream_buffered_bytes` gauge). */
+  get bufferedBytes(): number {
+    let n = 0;
+    for (const c of this.connections) n += (c as BufferedHandler).bufferedBytes ?? 0;
+    return n;
+  }
+
+  /** True once drain() was called: connections close as soon as they have nothing in flight. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
   /** A new config for the same address. A codec change applies to new connections only. */
   update(settings: ListenerSettings): void {
     if (settings.protocol !== this.settings.protocol) this.statsCache = new Map();
@@ -82,7 +142,12 @@ export class ListenerRuntime {
 
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+      const server = net.createServer(
+        { noDelay: true },
+        tlsAcceptor(() => this.name, () => this.settings.tls, (socket) => this.accept(socket), {
+          onHandshakeError: (reason) => this.metrics.tlsHandshakeErrors.labels(this.name, reason).inc(),
+        }),
+      );
       server.once('error', reject);
       server.listen({ host: this.settings.host, port: this.settings.port }, () => {
         server.off('error', reject);
@@ -102,6 +167,25 @@ export class ListenerRuntime {
     return new Promise((resolve) => (server ? server.close(() => resolve()) : resolve()));
   }
 
+  /**
+   * Graceful drain (SIGTERM): stops accepting, lets in-flight requests be answered, closes each connection once it
+   * has nothing in flight. Resolves when every connection is gone.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    const server = this.server;
+    this.server = undefined;
+    for (const c of this.connections) c.closeWhenIdle();
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.connections.size === 0) resolve();
+        else setTimeout(check, 20).unref();
+      };
+      if (server) server.close(() => undefined);
+      check();
+    });
+  }
+
   /** Closes everything at once (shutdown, tests). */
   destroy(): void {
     this.server?.close();
@@ -113,6 +197,11 @@ export class ListenerRuntime {
     if (this.connections.delete(c)) this.connGauge.dec();
   }
 
+  /** A cluster circuit breaker answered a request over_limit. */
+  overflowCounter(cluster: string, limit: 'requests' | 'connections'): { inc(): void } {
+    return this.metrics.upstreamOverflow.labels(cluster, limit);
+  }
+
   /** Counters of rarer events (retries, faults, rate limits), resolved on use. */
   retryCounter(route: string, cluster: string): { inc(): void } {
     return this.metrics.retries.labels(route, cluster);
@@ -122,6 +211,10 @@ export class ListenerRuntime {
   }
   rateLimitedCounter(route: string): { inc(): void } {
     return this.metrics.rateLimited.labels(this.name, route);
+  }
+  /** A request denied by an authorization policy (`waypost_authz_denied_total`). */
+  authzDeniedCounter(policy: string): { inc(): void } {
+    return this.metrics.authzDenied.labels(this.name, policy);
   }
 
   /** Metric children for one route × cluster, resolved once and reused. */
@@ -140,6 +233,29 @@ export class ListenerRuntime {
   }
 
   private accept(socket: net.Socket): void {
+    if (this.draining) {
+      // With --workers the primary may still hand over a connection accepted before the listener closed.
+      this.metrics.downstreamRejected.labels(this.name, 'draining').inc();
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= this.limits.maxConnectionsPerListener) {
+      // Envoy's downstream_cx_overflow: closed at once, before a byte is read; counted, and logged at most once a second.
+      this.counters.overflow.inc();
+      const now = Date.now();
+      if (now - this.lastOverflowLog >= 1000) {
+        this.lastOverflowLog = now;
+        log.warn('listener at its connection limit, closing new connections', {
+          listener: this.name,
+          limit: this.limits.maxConnectionsPerListener,
+          remote: `${socket.remoteAddress}:${socket.remotePort}`,
+        });
+      }
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
     const conn = this.settings.accept(socket, this);
     this.connections.add(conn);
     this.connGauge.inc();

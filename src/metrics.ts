@@ -142,10 +142,89 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  // ---- security (docs/security.md) ----
+  readonly authzDenied = new Counter({
+    name: 'waypost_authz_denied_total',
+    help: 'Requests denied by an authorization policy (answered with the protocol-native error)',
+    labelNames: ['listener', 'policy'] as const,
+    registers: [this.registry],
+  });
+  readonly tlsHandshakeErrors = new Counter({
+    name: 'waypost_tls_handshake_errors_total',
+    help: 'Downstream connections closed during TLS setup, by reason',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  // ---- limits and operations (docs/operations-limits.md) ----
+  readonly downstreamRejected = new Counter({
+    name: 'waypost_downstream_connections_rejected_total',
+    help: 'Downstream connections closed as soon as accepted, by reason (overflow: the listener was at --max-connections-per-listener)',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly downstreamTimeouts = new Counter({
+    name: 'waypost_downstream_timeouts_total',
+    help: 'Downstream connections closed by a timeout, by kind (idle: --idle-timeout; frame: a frame not complete within --frame-timeout)',
+    labelNames: ['listener', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly downstreamRequestsRejected = new Counter({
+    name: 'waypost_downstream_requests_rejected_total',
+    help: 'Requests answered over_limit because their connection already had --max-pending-per-connection in flight',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly framesTooLarge = new Counter({
+    name: 'waypost_frames_too_large_total',
+    help: 'Frames over --max-frame-size; each closed its connection (also counted in waypost_decode_errors_total)',
+    labelNames: ['listener', 'protocol', 'direction'] as const,
+    registers: [this.registry],
+  });
+  readonly backpressurePauses = new Counter({
+    name: 'waypost_backpressure_pauses_total',
+    help: 'Times a downstream connection stopped being read, by cause (downstream_write: its own answers piled up; upstream_write: an upstream connection it feeds is over its buffer limit)',
+    labelNames: ['listener', 'cause'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamOverflow = new Counter({
+    name: 'waypost_upstream_overflow_total',
+    help: 'Requests answered over_limit by a cluster circuit breaker, by limit (requests, connections)',
+    labelNames: ['cluster', 'limit'] as const,
+    registers: [this.registry],
+  });
+  readonly accessLogDropped = new Counter({
+    name: 'waypost_access_log_dropped_total',
+    help: 'Access log lines dropped because the log could not keep up or could not be written',
+    registers: [this.registry],
+  });
+  /** Set by the proxy: bytes held per listener / per cluster, read at scrape time. */
+  bufferedBytesSource: (() => { downstream: Map<string, number>; upstream: Map<string, number> }) | undefined;
+  readonly downstreamBuffered = new Gauge({
+    name: 'waypost_downstream_buffered_bytes',
+    help: 'Bytes the proxy holds for downstream connections: answers not yet written, bytes read but not yet decoded, an incomplete frame',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+    collect: () => this.collectBuffered(),
+  });
+  readonly upstreamBuffered = new Gauge({
+    name: 'waypost_upstream_buffered_bytes',
+    help: 'Bytes the proxy holds for upstream connections: requests not yet written, answers read but not yet decoded',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     this.registry.registerMetric(new RequestsExporter(this.requestStats) as never);
     this.registry.registerMetric(new DurationExporter(this.requestStats) as never);
+  }
+
+  private collectBuffered(): void {
+    const src = this.bufferedBytesSource?.();
+    this.downstreamBuffered.reset();
+    this.upstreamBuffered.reset();
+    if (!src) return;
+    for (const [listener, bytes] of src.downstream) this.downstreamBuffered.labels(listener).set(bytes);
+    for (const [cluster, bytes] of src.upstream) this.upstreamBuffered.labels(cluster).set(bytes);
   }
 
   /** The stats of one listener × route × cluster (shared by every lookup of the same labels). */
@@ -159,4 +238,31 @@ export class Metrics {
     }
     return s;
   }
+
+  /** Read-only: every listener × route × cluster's request counts so far, by outcome (admin `/stats/summary`). */
+  requestCountsDump(): RequestCounts[] {
+    return this.requestStats.map((s) => ({
+      ...s.labels,
+      total: s.count,
+      success: s.counts[0]!,
+      error: s.counts[1]!,
+      business_exception: s.counts[2]!,
+      local_reply: s.counts[3]!,
+      duration_seconds_sum: s.sum,
+    }));
+  }
+}
+
+/** One row of {@link Metrics.requestCountsDump}: cumulative counters, as `waypost_requests_total` exports them. */
+export interface RequestCounts {
+  readonly listener: string;
+  readonly protocol: string;
+  readonly route: string;
+  readonly cluster: string;
+  readonly total: number;
+  readonly success: number;
+  readonly error: number;
+  readonly business_exception: number;
+  readonly local_reply: number;
+  readonly duration_seconds_sum: number;
 }

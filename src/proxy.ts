@@ -1,11 +1,15 @@
 import type { CodecRegistry } from './codec-registry.js';
-import { Cluster } from './cluster.js';
-import { ListenerRuntime, type ListenerSettings } from './listener.js';
+import { Cluster, type OutlierSettings } from './cluster.js';
+import type { AccessLog } from './access-log.js';
+import { DEFAULT_LIMITS, type DownstreamLimits, type TracingMode } from './limits.js';
+import { ListenerRuntime, type ListenerOptions, type ListenerSettings } from './listener.js';
 import { log } from './log.js';
-import { Metrics } from './metrics.js';
+import { setUpstreamBufferLimit } from './upstream.js';
+import { Metrics, type RequestCounts } from './metrics.js';
 import { RouteTable } from './router.js';
 import { networkFilters } from './network-filters.js';
-import type { ClusterLoadAssignment, Listener, ResourceSnapshot } from './xds/resources.js';
+import { listenerTlsOf, resolveSnapshotTls } from './tls.js';
+import type { ClusterLoadAssignment, Listener, MetaRoute, ResourceSnapshot } from './xds/resources.js';
 
 export interface ProxyOptions {
   readonly codecs: CodecRegistry;
@@ -13,6 +17,14 @@ export interface ProxyOptions {
   readonly maxFrameSize?: number;
   /** Upstream connections per endpoint (each multiplexed or pipelined). Default 1. */
   readonly connectionsPerEndpoint?: number;
+  /** `--mesh-certs DIR`: Istio's cert-chain.pem, key.pem, root-cert.pem for the SDS secrets `default` / `ROOTCA` (src/tls.ts). */
+  readonly meshCerts?: string | undefined;
+  /** Connection and buffer limits (docs/operations-limits.md); default DEFAULT_LIMITS. */
+  readonly limits?: Partial<DownstreamLimits>;
+  /** `--access-log`: one JSON line per MetaProtocol request. */
+  readonly accessLog?: AccessLog | undefined;
+  /** `--tracing`: W3C traceparent handling (default `propagate`). */
+  readonly tracing?: TracingMode;
 }
 
 /** A config that could not be applied; the previous one keeps serving. */
@@ -44,8 +56,15 @@ export class Proxy {
   readonly maxFrameSize: number;
   private readonly connectionsPerEndpoint: number;
 
+  private readonly listenerOptions: ListenerOptions;
+
   constructor(private readonly options: ProxyOptions) {
     this.maxFrameSize = options.maxFrameSize ?? 8 * 1024 * 1024;
+    const limits: DownstreamLimits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.listenerOptions = { limits, accessLog: options.accessLog, tracing: options.tracing ?? 'propagate' };
+    if (options.limits?.bufferLimitBytes !== undefined) setUpstreamBufferLimit(limits.bufferLimitBytes);
+    if (options.accessLog) options.accessLog.onDropped = () => this.metrics.accessLogDropped.inc();
+    this.metrics.bufferedBytesSource = () => this.bufferedBytes();
     this.connectionsPerEndpoint = options.connectionsPerEndpoint ?? 1;
   }
 
@@ -62,6 +81,8 @@ export class Proxy {
     let prepared: PreparedListener[];
     let tables: Map<string, RouteTable>;
     try {
+      // Certificate files are read now: a missing or bad one rejects the whole config.
+      resolveSnapshotTls(snapshot, { meshCerts: this.options.meshCerts });
       tables = new Map(snapshot.routes.map((r) => [r.name, RouteTable.compile(r)]));
       // API listeners (proxyless gRPC's `host:port`, no address) are for gRPC clients to read, not for us to bind.
       prepared = snapshot.listeners.filter((l) => !(l.api_listener && !l.address)).map((l) => this.prepareListener(l));
@@ -97,7 +118,7 @@ export class Proxy {
       let runtime = this.listeners.get(p.key);
       if (runtime) runtime.update(p.settings);
       else {
-        runtime = new ListenerRuntime(p.settings, this.clusters, this.metrics, this.maxFrameSize);
+        runtime = new ListenerRuntime(p.settings, this.clusters, this.metrics, this.maxFrameSize, this.listenerOptions);
         try {
           await runtime.listen();
           this.listeners.set(p.key, runtime);
@@ -181,6 +202,89 @@ export class Proxy {
     }));
   }
 
+  /**
+   * Read-only: the state the admin page (`GET /`, `GET /stats/summary`) shows — listeners with the routes they use,
+   * clusters with each endpoint's health and load, and the request counters. Numbers, not Prometheus text.
+   */
+  summaryDump(now: number = Date.now()): ProxySummary {
+    const listenerResources = new Map((this.snapshot?.listeners ?? []).map((l) => [l.name, l]));
+    const finite = (n: number): number | null => (Number.isFinite(n) ? n : null);
+    return {
+      version: this.snapshot?.version ?? null,
+      applied_at: this.appliedAt ?? null,
+      ready: this.ready,
+      now,
+      listeners: [...this.listeners.values()].map((l) => {
+        const filter = listenerResources.get(l.name)?.filter_chains?.[0]?.filters?.find((f) => f.name === l.networkFilter);
+        const prefixRoutes = (filter?.typed_config as { prefix_routes?: unknown } | undefined)?.prefix_routes;
+        return {
+          name: l.name,
+          address: l.address,
+          protocol: l.protocol,
+          network_filter: l.networkFilter,
+          codec: l.codec.name,
+          connections: l.connectionCount,
+          route_config: l.routeConfigName ?? null,
+          route_table: l.routeTable ? { name: l.routeTable.name, routes: l.routeTable.routes.map((r) => ({ name: r.name, config: r.config })) } : null,
+          ...(prefixRoutes !== undefined ? { prefix_routes: prefixRoutes } : {}),
+        };
+      }),
+      clusters: [...this.clusters.values()].map((c) => ({
+        name: c.name,
+        lb_policy: c.settings.lbPolicy,
+        active_requests: c.active,
+        active_retries: c.activeRetries,
+        connections: c.connectionCount,
+        max_requests: finite(c.settings.maxRequests),
+        max_connections: finite(c.settings.maxConnections),
+        outlier: c.settings.outlier ?? null,
+        endpoints: c.endpoints.map((e) => ({
+          address: e.key,
+          labels: e.labels,
+          weight: e.weight,
+          ejected_until: e.available(now) ? null : e.ejectedUntil,
+          ejections: e.ejections,
+          consecutive_errors: e.consecutiveErrors,
+          active_requests: e.active,
+          connections: e.connectionCount,
+        })),
+      })),
+      requests: this.metrics.requestCountsDump(),
+    };
+  }
+
+  /** Bytes held per listener (downstream connections) and per cluster (upstream connections), for the gauges. */
+  bufferedBytes(): { downstream: Map<string, number>; upstream: Map<string, number> } {
+    const downstream = new Map<string, number>();
+    for (const l of this.listeners.values()) downstream.set(l.name, (downstream.get(l.name) ?? 0) + l.bufferedBytes);
+    const upstream = new Map<string, number>();
+    for (const c of this.clusters.values()) {
+      let n = 0;
+      for (const e of c.endpoints) for (const byKey of e.pools.values()) for (const pool of byKey.values()) n += pool.bufferedBytes;
+      upstream.set(c.name, n);
+    }
+    return { downstream, upstream };
+  }
+
+  /**
+   * Graceful drain (SIGTERM): every listener stops accepting, in-flight requests are answered, each connection is
+   * closed once it has nothing in flight; after `timeoutMs` whatever is left is closed. Then everything is closed.
+   * Resolves with what happened.
+   */
+  async drain(timeoutMs: number): Promise<{ drained: boolean; leftOpen: number }> {
+    const listeners = [...this.listeners.values()];
+    log.info('draining', { listeners: listeners.length, connections: listeners.reduce((n, l) => n + l.connectionCount, 0), timeout_ms: timeoutMs });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+    const result = await Promise.race([Promise.all(listeners.map((l) => l.drain())).then(() => 'drained' as const), timedOut]);
+    clearTimeout(timer);
+    const leftOpen = listeners.reduce((n, l) => n + l.connectionCount, 0);
+    if (result === 'timeout') log.warn('drain timeout reached, closing the connections left', { connections: leftOpen, timeout_ms: timeoutMs });
+    else log.info('drained: every connection closed');
+    await this.close();
+    return { drained: result === 'drained', leftOpen };
+  }
+
   async close(): Promise<void> {
     for (const l of this.listeners.values()) l.destroy();
     this.listeners.clear();
@@ -201,7 +305,50 @@ export class Proxy {
     const config = networkFilters.get(filter.name)!.prepare(l.name, filter.typed_config, { codecs: this.options.codecs });
     return {
       key: `${sa.address}:${sa.port_value}`,
-      settings: { ...config, name: l.name, host: sa.address, port: sa.port_value, networkFilter: filter.name },
+      settings: { ...config, name: l.name, host: sa.address, port: sa.port_value, networkFilter: filter.name, tls: listenerTlsOf(l) },
     };
   }
+}
+
+/** What {@link Proxy.summaryDump} returns (times in ms since the epoch). */
+export interface ProxySummary {
+  readonly version: string | null;
+  readonly applied_at: string | null;
+  readonly ready: boolean;
+  readonly now: number;
+  readonly listeners: ReadonlyArray<{
+    readonly name: string;
+    readonly address: string;
+    readonly protocol: string;
+    readonly network_filter: string;
+    readonly codec: string;
+    readonly connections: number;
+    readonly route_config: string | null;
+    readonly route_table: { readonly name: string; readonly routes: ReadonlyArray<{ readonly name: string; readonly config: MetaRoute }> } | null;
+    /** Redis listeners: the redis_proxy filter's `prefix_routes`, as configured. */
+    readonly prefix_routes?: unknown;
+  }>;
+  readonly clusters: ReadonlyArray<{
+    readonly name: string;
+    readonly lb_policy: string;
+    readonly active_requests: number;
+    readonly active_retries: number;
+    readonly connections: number;
+    /** Circuit breaker limits; null: none. */
+    readonly max_requests: number | null;
+    readonly max_connections: number | null;
+    readonly outlier: OutlierSettings | null;
+    readonly endpoints: ReadonlyArray<{
+      readonly address: string;
+      readonly labels: Record<string, string>;
+      readonly weight: number;
+      /** Set while outlier detection has the endpoint ejected. */
+      readonly ejected_until: number | null;
+      readonly ejections: number;
+      readonly consecutive_errors: number;
+      readonly active_requests: number;
+      readonly connections: number;
+    }>;
+  }>;
+  readonly requests: RequestCounts[];
 }

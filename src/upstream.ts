@@ -1,7 +1,9 @@
 import net from 'node:net';
 import { toCodecError, type CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
+import { DEFAULT_BUFFER_LIMIT } from './limits.js';
 import { log } from './log.js';
 import { Outbox } from './outbox.js';
+import { connectTls, type UpstreamTls } from './tls.js';
 
 /**
  * Upstream connections. One connection (a client, in undici's terms) carries requests from many downstream
@@ -45,6 +47,23 @@ export interface PoolOptions {
   /** For messages: which cluster this pool serves. */
   readonly cluster: string;
   readonly hooks: PoolHooks;
+  /** The cluster's TLS settings, read when a connection opens (src/tls.ts); none: plaintext. */
+  readonly tls?: () => UpstreamTls | undefined;
+}
+
+/** Something paused until an upstream connection's write buffer drains (a downstream connection feeding it). */
+export interface DrainWaiter {
+  upstreamDrained(conn: UpstreamConnection): void;
+}
+
+let upstreamBufferLimit = DEFAULT_BUFFER_LIMIT;
+
+/**
+ * Bytes an upstream connection may have queued for writing before the downstreams feeding it are paused
+ * (`--per-connection-buffer-limit`; at least the socket's 16 KiB high-water mark in effect).
+ */
+export function setUpstreamBufferLimit(bytes: number): void {
+  upstreamBufferLimit = bytes;
 }
 
 /** Stands in for a withdrawn FIFO request: its answer is read and dropped. */
@@ -77,10 +96,13 @@ export class UpstreamConnection {
   private handshakeReplies = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private readonly onFrameBound = (f: Frame): void => this.onFrame(f);
+  /** Downstreams paused because this connection's write buffer is over the limit; released on 'drain' or close. */
+  private drainWaiters: Set<DrainWaiter> | undefined;
 
   constructor(private readonly opts: PoolOptions, private readonly onClosed: (c: UpstreamConnection) => void) {
     this.session = opts.codec.create({ maxFrameSize: opts.maxFrameSize, side: 'upstream' });
-    this.socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    const tlsSettings = opts.tls?.();
+    this.socket = tlsSettings ? connectTls(tlsSettings, opts.host, opts.port) : net.connect({ host: opts.host, port: opts.port, noDelay: true });
     this.outbox = new Outbox(this.socket, 'iteration');
     const handshake = this.session.handshake?.();
     if (handshake) {
@@ -90,7 +112,7 @@ export class UpstreamConnection {
     this.connectTimer = setTimeout(() => {
       this.fail('no_healthy_upstream', `connect timeout after ${opts.connectTimeoutMs} ms to ${this.describe()}`);
     }, opts.connectTimeoutMs);
-    this.socket.once('connect', () => {
+    this.socket.once(tlsSettings ? 'secureConnect' : 'connect', () => {
       clearTimeout(this.connectTimer);
       this.connectTimer = undefined;
       if (this.state !== 'connecting') return;
@@ -121,6 +143,32 @@ export class UpstreamConnection {
       );
     });
     this.socket.on('close', () => this.fail('upstream_reset', `upstream connection closed by ${this.describe()}`));
+    this.socket.on('drain', () => this.releaseWaiters());
+  }
+
+  /**
+   * Whether requests are piling up in this connection's write buffer beyond the buffer limit: the upstream (or the
+   * network) does not keep up. Only true while the socket awaits 'drain', so a waiter is always released.
+   */
+  get congested(): boolean {
+    return this.socket.writableNeedDrain && this.socket.writableLength > upstreamBufferLimit;
+  }
+
+  /** Bytes held for this connection: requests not yet written, answers read but not decoded yet. */
+  get bufferedBytes(): number {
+    return this.socket.writableLength + this.socket.readableLength + this.session.buffered;
+  }
+
+  /** Calls `w.upstreamDrained(this)` once the write buffer has drained (or the connection closed). */
+  waitForDrain(w: DrainWaiter): void {
+    (this.drainWaiters ??= new Set()).add(w);
+  }
+
+  private releaseWaiters(): void {
+    const ws = this.drainWaiters;
+    if (!ws) return;
+    this.drainWaiters = undefined;
+    for (const w of ws) w.upstreamDrained(this);
   }
 
   get pending(): number {
@@ -221,6 +269,7 @@ export class UpstreamConnection {
     this.fifo.length = 0;
     this.fifoHead = 0;
     for (const req of waiting) req.onFailure(kind, message);
+    this.releaseWaiters();
   }
 
   private describe(): string {
@@ -244,6 +293,12 @@ export class EndpointPool {
 
   get connectionCount(): number {
     return this.conns.length;
+  }
+
+  get bufferedBytes(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.bufferedBytes;
+    return n;
   }
 
   /**

@@ -50,7 +50,13 @@ export function serveWorker(proxy: Proxy): void {
 }
 
 /** In the primary: forks the workers with the same command line and runs the admin API. Resolves with the exit code. */
-export async function runPrimary(count: number, argv: readonly string[], admin: { host: string; port: number } | undefined): Promise<number> {
+export async function runPrimary(
+  count: number,
+  argv: readonly string[],
+  admin: { host: string; port: number } | undefined,
+  /** How long SIGTERM waits for the workers (their drain) before the primary exits. */
+  stopGraceMs = 10_000,
+): Promise<number> {
   const aggregator = new AggregatorRegistry();
   let nextId = 1;
   const waiting = new Map<number, (v: unknown) => void>();
@@ -150,7 +156,7 @@ export async function runPrimary(count: number, argv: readonly string[], admin: 
         });
         w.process.kill(signal);
       }
-      setTimeout(() => resolve(0), 10_000).unref();
+      setTimeout(() => resolve(0), stopGraceMs).unref();
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
