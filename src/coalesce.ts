@@ -15,7 +15,11 @@ export class CoalescingWriter {
   private scheduled = false;
   private readonly flushBound = (): void => this.flush();
 
-  constructor(private readonly socket: net.Socket) {}
+  /** `afterFlush` runs after each flush: whoever stopped producing while bytes waited here can look again. */
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly afterFlush?: () => void,
+  ) {}
 
   /** Bytes handed to this writer and not yet to the socket. */
   get buffered(): number {
@@ -51,5 +55,6 @@ export class CoalescingWriter {
     }
     parts.length = 0;
     this.bytes = 0;
+    this.afterFlush?.();
   }
 }

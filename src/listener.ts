@@ -60,6 +60,8 @@ export class ListenerRuntime {
     readonly frameTooLarge: { inc(): void };
     readonly pausedByDownstream: { inc(): void };
     readonly pausedByUpstream: { inc(): void };
+    /** Redis: a client's pipeline reached --max-pending-per-connection, so reading paused (Redis pipelines wait, not fail). */
+    readonly pausedByPending: { inc(): void };
   };
   private lastOverflowLog = 0;
   private draining = false;
@@ -86,6 +88,7 @@ export class ListenerRuntime {
       frameTooLarge: metrics.framesTooLarge.labels(name, settings.protocol, 'downstream'),
       pausedByDownstream: metrics.backpressurePauses.labels(name, 'downstream_write'),
       pausedByUpstream: metrics.backpressurePauses.labels(name, 'upstream_write'),
+      pausedByPending: metrics.backpressurePauses.labels(name, 'pending_limit'),
     };
   }
 

@@ -49,10 +49,6 @@ export interface RedisListenerConfig {
 /** Encodes frames for upstream writes: Redis frames go as their bytes. */
 const WIRE: CodecSession = redisCodec.create({ maxFrameSize: Number.MAX_SAFE_INTEGER, side: 'downstream' });
 
-/** Commands in flight per connection before the proxy stops reading from the client until replies drain. */
-const MAX_IN_FLIGHT = 16_384;
-/** Unwritten reply bytes per connection before the proxy stops reading from the client. */
-const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 /** Redirections (MOVED/ASK) followed for one command before its last answer is passed on. */
 const MAX_REDIRECTS = 3;
 /** The Redis feature level the proxy speaks, as HELLO and INFO report it. */
@@ -196,6 +192,13 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   wheelTick = -1;
   /** The deadline the wheel entry is set for. */
   private sweepAt = Number.POSITIVE_INFINITY;
+  /** Commands decoded while the connection was at its pending limit, started as replies drain. */
+  private held: Frame[] | undefined;
+  private heldHead = 0;
+  private releasing = false;
+  /** Frame deadline (slowloris): when the incomplete command the session holds was begun, or -1. */
+  private frameStartedAt = -1;
+  private framesDecoded = 0;
   private readonly session: CodecSession;
   private readonly outbox: CoalescingWriter;
   private queue: Array<Command | undefined> = [];
@@ -218,7 +221,10 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     this.settings = settings;
     this.authed = settings.passwords === undefined;
     this.session = listener.codec.create({ maxFrameSize: listener.maxFrameSize, side: 'downstream' });
-    this.outbox = new CoalescingWriter(socket);
+    // After a flush the socket may have taken everything (no 'drain' then): commands held for the buffer go on.
+    this.outbox = new CoalescingWriter(socket, () => {
+      if (this.held !== undefined) this.maybeResume();
+    });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.maybeResume());
@@ -226,10 +232,22 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       log.debug('downstream socket error', { listener: listener.name, error: err.code ?? err.message });
     });
     socket.on('close', () => this.onClose());
+    const idle = listener.limits.idleTimeoutMs;
+    if (idle > 0) {
+      // Node re-arms the socket timer on every read and write: it fires after `idle` ms without a byte either way.
+      socket.setTimeout(idle);
+      socket.on('timeout', () => this.onIdle());
+    }
   }
 
   get pending(): number {
     return this.queue.length - this.head;
+  }
+
+  /** Bytes held for this connection: replies not yet written, bytes read but not decoded, an incomplete command. */
+  get bufferedBytes(): number {
+    if (this.closed) return 0;
+    return this.socket.writableLength + this.outbox.buffered + this.socket.readableLength + this.session.buffered;
   }
 
   close(): void {
@@ -260,6 +278,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.settings = current;
     }
     this.readAt = performance.now();
+    const before = this.framesDecoded;
     try {
       this.session.decode(chunk, this.onFrameBound);
     } catch (thrown) {
@@ -276,13 +295,92 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.local(errorReply(`ERR Protocol error: ${err.message}`), true);
       return;
     }
-    if (this.pending > MAX_IN_FLIGHT || this.socket.writableLength > MAX_UNSENT_BYTES) {
-      this.paused = true;
-      this.socket.pause();
+    const limits = this.listener.limits;
+    // Limits (docs/operations-limits.md). A Redis client pipelines by design: at the pending limit reading pauses
+    // until replies drain, where a MetaProtocol listener answers over-limit.
+    if (!this.paused) {
+      if (this.held !== undefined || this.pending >= limits.maxPendingPerConnection) this.pause(this.listener.counters.pausedByPending);
+      else if (this.socket.writableLength + this.outbox.buffered > limits.bufferLimitBytes) this.pause(this.listener.counters.pausedByDownstream);
+    }
+    if (limits.frameTimeoutMs > 0) {
+      if (this.session.buffered > 0) {
+        // A new incomplete command (none yet, or the previous one completed in this chunk) starts the clock.
+        if (this.frameStartedAt < 0 || this.framesDecoded !== before) {
+          this.frameStartedAt = this.readAt;
+          this.watch(this.readAt + limits.frameTimeoutMs);
+        }
+      } else this.frameStartedAt = -1;
     }
   }
 
+  private pause(counter: { inc(): void }): void {
+    this.paused = true;
+    counter.inc();
+    this.socket.pause();
+  }
+
+  private onIdle(): void {
+    if (this.closed || this.pending > 0) return; // a reply still due; its write re-arms the timer
+    // Commands held, or replies not yet taken by a client that is not reading: not idle (as Envoy: no active requests).
+    if (this.held !== undefined || this.socket.writableLength > 0) return;
+    if (this.frameStartedAt >= 0 && this.listener.limits.frameTimeoutMs > 0) return; // a command begun: the frame deadline's
+    this.listener.counters.idleTimeout.inc();
+    log.debug('closing an idle redis connection', {
+      listener: this.listener.name,
+      remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      idle_timeout_ms: this.listener.limits.idleTimeoutMs,
+    });
+    this.socket.destroy();
+  }
+
+  /** The frame deadline passed: the incomplete command is too old, unless the proxy was the one not reading. */
+  private checkFrameDeadline(now: number): number {
+    if (this.frameStartedAt < 0) return Number.POSITIVE_INFINITY;
+    const timeout = this.listener.limits.frameTimeoutMs;
+    if (timeout <= 0) return Number.POSITIVE_INFINITY;
+    if (this.paused) this.frameStartedAt = now;
+    const at = this.frameStartedAt + timeout;
+    if (at > now) return at;
+    this.listener.counters.frameTimeout.inc();
+    log.warn('a redis command did not complete in time, closing the connection', {
+      listener: this.listener.name,
+      remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      frame_timeout_ms: timeout,
+      buffered: this.session.buffered,
+    });
+    this.socket.destroy();
+    return Number.POSITIVE_INFINITY;
+  }
+
   private onFrame(frame: Frame): void {
+    this.framesDecoded++;
+    if (this.closing) return;
+    // At the pending limit, commands decoded from the chunk already read wait, in order, until replies drain.
+    if (this.held !== undefined || this.pending >= this.listener.limits.maxPendingPerConnection) {
+      (this.held ??= []).push(frame);
+      return;
+    }
+    this.handle(frame);
+  }
+
+  /** Starts the commands held at the pending limit, while there is room. */
+  private releaseHeld(): void {
+    const held = this.held;
+    if (held === undefined || this.releasing) return;
+    this.releasing = true;
+    const { maxPendingPerConnection: max, bufferLimitBytes } = this.listener.limits;
+    // Not while replies pile up unread: a client that does not read gets no more of them.
+    while (this.heldHead < held.length && this.pending < max && !this.closed && this.socket.writableLength + this.outbox.buffered <= bufferLimitBytes) {
+      this.handle(held[this.heldHead++]!);
+    }
+    if (this.heldHead >= held.length || this.closed) {
+      this.held = undefined;
+      this.heldHead = 0;
+    }
+    this.releasing = false;
+  }
+
+  private handle(frame: Frame): void {
     if (this.closing) return;
     const req = frame as RedisRequest;
     const spec = req.spec;
@@ -756,11 +854,13 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     wheel.schedule(this, deadline - performance.now());
   }
 
-  /** The wheel entry fired: times out the commands past their deadline, then waits for the next one. */
+  /** The wheel entry fired: the frame deadline, then the commands past their op timeout; then waits for the next. */
   onDeadline(): void {
     this.sweepAt = Number.POSITIVE_INFINITY;
     if (this.closed) return;
     const now = performance.now();
+    const frameAt = this.checkFrameDeadline(now);
+    if (this.closed) return;
     const q = this.queue;
     let expired: Command[] | undefined;
     let next = Number.POSITIVE_INFINITY;
@@ -774,11 +874,14 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       }
     }
     if (expired !== undefined) for (const c of expired) c.expire();
+    next = Math.min(next, frameAt);
     if (next !== Number.POSITIVE_INFINITY && !this.closed) this.watch(next);
   }
 
   private maybeResume(): void {
-    if (this.paused && this.pending <= MAX_IN_FLIGHT / 2 && this.socket.writableLength <= MAX_UNSENT_BYTES / 2) {
+    this.releaseHeld();
+    const limits = this.listener.limits;
+    if (this.paused && this.held === undefined && this.pending <= limits.maxPendingPerConnection / 2 && this.socket.writableLength + this.outbox.buffered <= limits.bufferLimitBytes / 2) {
       this.paused = false;
       this.socket.resume();
     }
@@ -788,6 +891,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     if (this.closed) return;
     this.closed = true;
     if (this.wheelTick >= 0) wheel.cancel(this);
+    this.held = undefined;
     for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.abandon();
     this.queue = [];
     this.head = 0;

@@ -3,6 +3,7 @@
  * on a temporary config directory (CRDs → `compile()` → `Proxy.apply`), and raw RESP sockets for the cases a client
  * library hides (ordering of pipelined bytes, RESP3 types, malformed input).
  */
+import type { DownstreamLimits } from '../../src/limits.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -87,7 +88,10 @@ async function answersPing(port: number, password: string | undefined): Promise<
 
 /** The proxy in-process on a config directory of CRD documents. */
 export class ProxyFixture {
-  readonly proxy = new Proxy({ codecs: createRegistry() });
+  readonly proxy: Proxy;
+  constructor(limits: Partial<DownstreamLimits> = {}) {
+    this.proxy = new Proxy({ codecs: createRegistry(), limits });
+  }
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'waypost-redis-'));
   private readonly clients: Redis[] = [];
   private readonly raws: RawClient[] = [];
