@@ -1,9 +1,28 @@
 import http from 'node:http';
+import { ADMIN_PAGE_CSP, ADMIN_PAGE_HTML, buildSummary } from './admin-page.js';
 import { log } from './log.js';
 import type { Proxy } from './proxy.js';
 
+/** The JSON index of `GET /` for clients that do not ask for HTML. */
+const ENDPOINTS = ['/ready', '/config_dump', '/clusters', '/listeners', '/stats/prometheus', '/metrics', '/stats/summary'];
+
+/** Whether a request for `/` wants the page: a browser (Accept names text/html before any JSON), or `?format=html`. */
+function wantsHtml(req: http.IncomingMessage): boolean {
+  const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+  const format = query.get('format');
+  if (format === 'html') return true;
+  if (format === 'json') return false;
+  const accept = String(req.headers.accept ?? '').toLowerCase();
+  const html = accept.indexOf('text/html');
+  if (html < 0) return false;
+  const json = accept.indexOf('application/json');
+  return json < 0 || html < json;
+}
+
 /**
  * The admin HTTP API (CONTRACT §4). Read-only: nothing here changes the proxy's state. Binds loopback by default.
+ * `GET /` from a browser is a live page (src/admin-page.ts) polling `GET /stats/summary`; other clients get the JSON
+ * index of the endpoints.
  */
 export async function startAdmin(proxy: Proxy, host: string, port: number): Promise<http.Server> {
   const server = http.createServer((req, res) => {
@@ -40,8 +59,31 @@ export async function startAdmin(proxy: Proxy, host: string, port: number): Prom
           (err: Error) => json(500, { error: err.message }),
         );
         return;
+      case '/stats/summary':
+        res.setHeader('cache-control', 'no-store');
+        try {
+          json(200, buildSummary(proxy.summaryDump()));
+        } catch (err) {
+          log.error('admin: cannot build /stats/summary', { error: (err as Error).message });
+          json(500, { error: (err as Error).message });
+        }
+        return;
       case '/':
-        json(200, { endpoints: ['/ready', '/config_dump', '/clusters', '/listeners', '/stats/prometheus', '/metrics'] });
+      case '/index.html':
+        if (path === '/index.html' || wantsHtml(req)) {
+          res.writeHead(200, {
+            'content-type': 'text/html; charset=utf-8',
+            'content-security-policy': ADMIN_PAGE_CSP,
+            'x-content-type-options': 'nosniff',
+            'referrer-policy': 'no-referrer',
+            'cache-control': 'no-store',
+            vary: 'accept',
+          });
+          res.end(ADMIN_PAGE_HTML);
+          return;
+        }
+        res.setHeader('vary', 'accept');
+        json(200, { endpoints: ENDPOINTS });
         return;
       default:
         json(404, { error: `no admin endpoint ${path}` });
