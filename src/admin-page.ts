@@ -196,6 +196,70 @@ function redisRoutes(prefixRoutes: unknown, counts: (route: string) => Counts): 
 }
 
 /** The `/stats/summary` answer, from the proxy's own dump. */
+/**
+ * One summary for `--workers N`: the workers share one config, so the first worker's listeners, routes and
+ * clusters are the picture; connection and request counts are summed over the workers, and an endpoint counts as
+ * ejected while any worker has it ejected (each worker runs its own outlier detection).
+ */
+export function mergeSummaries(dumps: readonly ProxySummary[]): ProxySummary | undefined {
+  const [first, ...rest] = dumps;
+  if (!first) return undefined;
+  const listenerConns = new Map<string, number>();
+  const clusterSums = new Map<string, { active_requests: number; active_retries: number; connections: number }>();
+  const endpointSums = new Map<string, { ejected_until: number | null; ejections: number; consecutive_errors: number; active_requests: number; connections: number }>();
+  const rows = new Map<string, RequestCounts>();
+  for (const d of dumps) {
+    for (const l of d.listeners) listenerConns.set(l.name, (listenerConns.get(l.name) ?? 0) + l.connections);
+    for (const c of d.clusters) {
+      const cs = clusterSums.get(c.name) ?? { active_requests: 0, active_retries: 0, connections: 0 };
+      cs.active_requests += c.active_requests;
+      cs.active_retries += c.active_retries;
+      cs.connections += c.connections;
+      clusterSums.set(c.name, cs);
+      for (const e of c.endpoints) {
+        const key = `${c.name}|${e.address}`;
+        const es = endpointSums.get(key) ?? { ejected_until: null, ejections: 0, consecutive_errors: 0, active_requests: 0, connections: 0 };
+        if (e.ejected_until !== null) es.ejected_until = Math.max(es.ejected_until ?? 0, e.ejected_until);
+        es.ejections += e.ejections;
+        es.consecutive_errors = Math.max(es.consecutive_errors, e.consecutive_errors);
+        es.active_requests += e.active_requests;
+        es.connections += e.connections;
+        endpointSums.set(key, es);
+      }
+    }
+    for (const r of d.requests) {
+      const key = `${r.listener}|${r.protocol}|${r.route}|${r.cluster}`;
+      const had = rows.get(key);
+      rows.set(
+        key,
+        had
+          ? {
+              ...had,
+              total: had.total + r.total,
+              success: had.success + r.success,
+              error: had.error + r.error,
+              business_exception: had.business_exception + r.business_exception,
+              local_reply: had.local_reply + r.local_reply,
+              duration_seconds_sum: had.duration_seconds_sum + r.duration_seconds_sum,
+            }
+          : r,
+      );
+    }
+  }
+  return {
+    ...first,
+    ready: dumps.every((d) => d.ready),
+    now: Math.max(first.now, ...rest.map((d) => d.now)),
+    listeners: first.listeners.map((l) => ({ ...l, connections: listenerConns.get(l.name) ?? l.connections })),
+    clusters: first.clusters.map((c) => ({
+      ...c,
+      ...clusterSums.get(c.name),
+      endpoints: c.endpoints.map((e) => ({ ...e, ...endpointSums.get(`${c.name}|${e.address}`) })),
+    })),
+    requests: [...rows.values()],
+  };
+}
+
 export function buildSummary(dump: ProxySummary): AdminSummary {
   const rows = dump.requests;
   const tables = new Map<string, SummaryRouteTable>();

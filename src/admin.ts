@@ -4,7 +4,7 @@ import { log } from './log.js';
 import type { Proxy } from './proxy.js';
 
 /** The JSON index of `GET /` for clients that do not ask for HTML. */
-const ENDPOINTS = ['/ready', '/config_dump', '/clusters', '/listeners', '/stats/prometheus', '/metrics', '/stats/summary'];
+export const ENDPOINTS = ['/ready', '/config_dump', '/clusters', '/listeners', '/stats/prometheus', '/metrics', '/stats/summary'];
 
 /** Whether a request for `/` wants the page: a browser (Accept names text/html before any JSON), or `?format=html`. */
 function wantsHtml(req: http.IncomingMessage): boolean {
@@ -20,6 +20,34 @@ function wantsHtml(req: http.IncomingMessage): boolean {
 }
 
 /**
+ * `GET /` and `/index.html`: the live page for a browser, else the JSON index (`index`). Shared by a proxy's admin
+ * and the `--workers` primary's.
+ */
+export function servePageOrIndex(req: http.IncomingMessage, res: http.ServerResponse, path: string, index: unknown): void {
+  if (path === '/index.html' || wantsHtml(req)) {
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-security-policy': ADMIN_PAGE_CSP,
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+      'cache-control': 'no-store',
+      vary: 'accept',
+    });
+    res.end(ADMIN_PAGE_HTML);
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/json', vary: 'accept' });
+  res.end(JSON.stringify(index, null, 2) + '\n');
+}
+
+/** Anything but GET and HEAD: 405 (the admin API changes nothing). True when answered. */
+export function refuseWrites(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return false;
+  res.writeHead(405, { allow: 'GET' }).end('the admin API is read-only\n');
+  return true;
+}
+
+/**
  * The admin HTTP API (CONTRACT §4). Read-only: nothing here changes the proxy's state. Binds loopback by default.
  * `GET /` from a browser is a live page (src/admin-page.ts) polling `GET /stats/summary`; other clients get the JSON
  * index of the endpoints.
@@ -31,10 +59,7 @@ export async function startAdmin(proxy: Proxy, host: string, port: number): Prom
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body, null, 2) + '\n');
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET' }).end('the admin API is read-only\n');
-      return;
-    }
+    if (refuseWrites(req, res)) return;
     switch (path) {
       case '/ready':
         res.writeHead(proxy.ready ? 200 : 503, { 'content-type': 'text/plain' });
@@ -70,20 +95,7 @@ export async function startAdmin(proxy: Proxy, host: string, port: number): Prom
         return;
       case '/':
       case '/index.html':
-        if (path === '/index.html' || wantsHtml(req)) {
-          res.writeHead(200, {
-            'content-type': 'text/html; charset=utf-8',
-            'content-security-policy': ADMIN_PAGE_CSP,
-            'x-content-type-options': 'nosniff',
-            'referrer-policy': 'no-referrer',
-            'cache-control': 'no-store',
-            vary: 'accept',
-          });
-          res.end(ADMIN_PAGE_HTML);
-          return;
-        }
-        res.setHeader('vary', 'accept');
-        json(200, { endpoints: ENDPOINTS });
+        servePageOrIndex(req, res, path, { endpoints: ENDPOINTS });
         return;
       default:
         json(404, { error: `no admin endpoint ${path}` });

@@ -1,8 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import http from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
+import { ENDPOINTS, refuseWrites, servePageOrIndex } from './admin.js';
+import { buildSummary, mergeSummaries } from './admin-page.js';
 import { log } from './log.js';
-import type { Proxy } from './proxy.js';
+import type { Proxy, ProxySummary } from './proxy.js';
 
 /**
  * `waypost proxy --workers N`: one event loop per core (node:cluster). Every worker runs the whole data plane on
@@ -12,7 +14,7 @@ import type { Proxy } from './proxy.js';
  * that dies is replaced.
  */
 
-type Question = 'ready' | 'config_dump' | 'clusters' | 'listeners';
+type Question = 'ready' | 'config_dump' | 'clusters' | 'listeners' | 'summary';
 interface Ask {
   waypost: 'ask';
   id: number;
@@ -44,7 +46,9 @@ export function serveWorker(proxy: Proxy): void {
           ? proxy.configDump()
           : msg.question === 'clusters'
             ? proxy.clustersDump()
-            : proxy.listenersDump();
+            : msg.question === 'summary'
+              ? proxy.summaryDump()
+              : proxy.listenersDump();
     process.send?.({ waypost: 'answer', id: msg.id, value } satisfies Answer);
   });
 }
@@ -103,6 +107,7 @@ export async function runPrimary(
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(body, null, 2) + '\n');
       };
+      if (refuseWrites(req, res)) return;
       void (async () => {
         const ws = workers();
         switch (path) {
@@ -127,8 +132,17 @@ export async function runPrimary(
             if (!first) return json(503, { error: 'no worker is running' });
             return json(200, await ask(first, path.slice(1) as Question));
           }
+          case '/stats/summary': {
+            // Each worker's picture, summed (src/admin-page.ts mergeSummaries); a worker still starting is left out.
+            const dumps = (await Promise.all(ws.map((w) => ask(w, 'summary')))).filter((d): d is ProxySummary => d !== undefined);
+            const merged = mergeSummaries(dumps);
+            if (!merged) return json(503, { error: 'no worker is running' });
+            res.setHeader('cache-control', 'no-store');
+            return json(200, { ...buildSummary(merged), workers: { running: ws.length, answered: dumps.length, configured: count } });
+          }
           case '/':
-            return json(200, { workers: count, endpoints: ['/ready', '/config_dump', '/clusters', '/listeners', '/stats/prometheus', '/metrics'] });
+          case '/index.html':
+            return servePageOrIndex(req, res, path, { workers: count, endpoints: ENDPOINTS });
           default:
             return json(404, { error: `no admin endpoint ${path}` });
         }

@@ -3,6 +3,7 @@
  * (readiness of every worker, metrics summed over them), and a worker that dies is replaced.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +64,46 @@ describe('proxy --workers 2', () => {
     expect((await httpGet(proxy.adminAddress, '/ready')).status).toBe(200);
     const listeners = JSON.parse((await httpGet(proxy.adminAddress, '/listeners')).body) as Array<{ address: string }>;
     expect(listeners.map((l) => l.address)).toEqual([address]);
+  });
+
+  it('serves the live page and /stats/summary with the figures of every worker summed, and refuses writes', async () => {
+    const total = (): Promise<number> =>
+      httpGet(proxy.adminAddress, '/stats/summary').then((r) => {
+        const sum = JSON.parse(r.body) as { route_tables: Array<{ routes: Array<{ name: string; requests: { total: number } }> }>; workers: { answered: number } };
+        expect(sum.workers.answered).toBe(2);
+        return sum.route_tables.flatMap((t) => t.routes).reduce((n, route) => n + route.requests.total, 0);
+      });
+    const before = await total();
+    // Connections spread over both workers; the summary must count the calls of each.
+    const conns = await Promise.all(Array.from({ length: 6 }, () => RawDubboConnection.connect(address)));
+    try {
+      let id = 1;
+      for (const c of conns) for (let i = 0; i < 3; i++) expect((await c.call({ id: id++, method: 'sayHello', args: ['s'] })).status).toBe(20);
+    } finally {
+      conns.forEach((c) => c.destroy());
+    }
+    expect((await total()) - before).toBe(18);
+    const page = await new Promise<{ type: string; body: string }>((resolve, reject) => {
+      http
+        .get(`http://${proxy.adminAddress}/`, { headers: { accept: 'text/html' }, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ type: String(res.headers['content-type']), body }));
+        })
+        .on('error', reject);
+    });
+    expect(page.type).toMatch(/^text\/html/);
+    expect(page.body).toContain('/stats/summary');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`http://${proxy.adminAddress}/stats/summary`, { method: 'POST', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(405);
   });
 
   it('replaces a worker that dies, and keeps serving meanwhile', async () => {
