@@ -43,6 +43,8 @@ interface BufferedHandler {
 export class ListenerRuntime {
   private server: net.Server | undefined;
   private readonly connections = new Set<ConnectionHandler>();
+  /** Accepted sockets still in their TLS handshake: they count against the connection cap. */
+  private readonly handshaking = new Set<net.Socket>();
   routeTable: RouteTable | undefined;
   private settings: ListenerSettings;
   private statsCache = new Map<string, Map<string, RequestStats>>();
@@ -145,12 +147,23 @@ export class ListenerRuntime {
 
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer(
-        { noDelay: true },
-        tlsAcceptor(() => this.name, () => this.settings.tls, (socket) => this.accept(socket), {
-          onHandshakeError: (reason) => this.metrics.tlsHandshakeErrors.labels(this.name, reason).inc(),
-        }),
-      );
+      const hooks = { onHandshakeError: (reason: string) => this.metrics.tlsHandshakeErrors.labels(this.name, reason).inc() };
+      const plain = tlsAcceptor(() => this.name, () => this.settings.tls, (socket) => this.accept(socket), hooks);
+      const server = net.createServer({ noDelay: true }, (raw) => {
+        if (!this.settings.tls) {
+          plain(raw);
+          return;
+        }
+        // A connection still in its TLS handshake (or PERMISSIVE's first-byte peek) counts against the connection
+        // cap: a flood of connections that never finish their handshake cannot get past it.
+        if (this.refuseOverflow(raw)) return;
+        this.handshaking.add(raw);
+        raw.once('close', () => this.handshaking.delete(raw));
+        tlsAcceptor(() => this.name, () => this.settings.tls, (socket) => {
+          this.handshaking.delete(raw);
+          this.accept(socket);
+        }, hooks)(raw);
+      });
       server.once('error', reject);
       server.listen({ host: this.settings.host, port: this.settings.port }, () => {
         server.off('error', reject);
@@ -243,7 +256,15 @@ export class ListenerRuntime {
       socket.destroy();
       return;
     }
-    if (this.connections.size >= this.limits.maxConnectionsPerListener) {
+    if (this.refuseOverflow(socket)) return;
+    const conn = this.settings.accept(socket, this);
+    this.connections.add(conn);
+    this.connGauge.inc();
+  }
+
+  /** Closes `socket` when the listener is at --max-connections-per-listener (connections + TLS handshakes). */
+  private refuseOverflow(socket: net.Socket): boolean {
+    if (this.connections.size + this.handshaking.size >= this.limits.maxConnectionsPerListener) {
       // Envoy's downstream_cx_overflow: closed at once, before a byte is read; counted, and logged at most once a second.
       this.counters.overflow.inc();
       const now = Date.now();
@@ -257,10 +278,8 @@ export class ListenerRuntime {
       }
       socket.on('error', () => undefined);
       socket.destroy();
-      return;
+      return true;
     }
-    const conn = this.settings.accept(socket, this);
-    this.connections.add(conn);
-    this.connGauge.inc();
+    return false;
   }
 }

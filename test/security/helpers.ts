@@ -3,6 +3,7 @@
  * with mesh certificates, Dubbo clients over plaintext or TLS, and a TLS terminator (node:tls) in front of a
  * plaintext provider that records the client certificates it sees.
  */
+import type { DownstreamLimits } from '../../src/limits.js';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -55,8 +56,8 @@ export function serviceEntry(listen: number, endpoints: number[], opts: { namesp
   };
 }
 
-export function newProxy(meshCerts?: string): Proxy {
-  return new Proxy({ codecs: createRegistry(), ...(meshCerts ? { meshCerts } : {}) });
+export function newProxy(meshCerts?: string, limits?: Partial<DownstreamLimits>): Proxy {
+  return new Proxy({ codecs: createRegistry(), ...(meshCerts ? { meshCerts } : {}), ...(limits ? { limits } : {}) });
 }
 
 /** Sum of the samples of metric `name` whose labels include `labels`. */
