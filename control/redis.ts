@@ -22,6 +22,7 @@
  * (Waypost reads no Kubernetes Secrets: use `auth.plain`).
  */
 
+import { applyPeerAuthentication, mtlsModeFor, tlsFor, upstreamTransportSocket } from './security.js';
 import { TYPE_CLUSTER, TYPE_ENDPOINTS, TYPE_LISTENER, type ClusterLoadAssignment, type LbEndpoint, type Listener, type NetworkFilter } from '../src/xds/resources.js';
 import {
   FILTER_REDIS_PROXY,
@@ -471,11 +472,20 @@ export function translateRedis(model: ConfigModel, bind: string): RedisResources
     if (ports.length === 0) continue;
     const rs = index.serviceFor(svc)?.spec;
     const rd = index.destinationFor(svc)?.spec;
+    // TLS as for any TCP service in Istio: PeerAuthentication on the listener, a DestinationRule's tls upstream.
+    const dr = model.destinationRules.get(svc.host)?.spec;
     for (const port of ports) {
       const proxy = buildRedisProxy(index, svc, port, rs);
-      for (const address of bindAddresses(svc.spec, bind)) out.listeners.push(buildListener(port, address, proxy));
+      const mtls = mtlsModeFor(model, svc, port.number);
+      for (const address of bindAddresses(svc.spec, bind)) {
+        const listener = buildListener(port, address, proxy);
+        applyPeerAuthentication(listener, mtls);
+        out.listeners.push(listener);
+      }
       const name = clusterName(port.number, undefined, svc.host);
       const cluster = buildCluster(name, rd);
+      const transport = upstreamTransportSocket(tlsFor(dr?.trafficPolicy, port.number));
+      if (transport) cluster.transport_socket = transport;
       const lbEndpoints = workloads(svc).map((w) => lbEndpoint(w, port));
       const redis = rd?.trafficPolicy?.connectionPool?.redis;
       if (redis?.mode === 'CLUSTER') {
