@@ -361,6 +361,25 @@ describe('each peer as client and as server, through waypost proxy --config', ()
       expect(v2.stderr()).not.toContain(note);
     });
   }
+  it('propagates a W3C traceparent THeader header: same trace id and flags, the proxy as the new parent', async () => {
+    await setRoutes([{ name: 'all-v1', to: [{ subset: 'v1' }] }]);
+    const incoming = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const results = await pythonCall(gen, 'header', 'binary', mainPort, [
+      { method: 'headers', seqid: 301, headers: { 'X-User': 'bob', traceparent: incoming, tracestate: 'vendor=1' } },
+      { method: 'headers', seqid: 302, headers: { traceparent: incoming } },
+    ]);
+    const seen = results.map((r) => (r as { ok: Record<string, string> }).ok);
+    for (const h of seen) {
+      const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(h.traceparent ?? '');
+      expect(m, `traceparent seen by the server: ${h.traceparent}`).not.toBeNull();
+      expect(m![1]).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+      expect(m![2]).not.toBe('00f067aa0ba902b7');
+      expect(m![3]).toBe('01');
+    }
+    expect(seen[0]).toMatchObject({ 'X-User': 'bob', tracestate: 'vendor=1' });
+    // Each request is its own span.
+    expect(seen[0]!.traceparent).not.toBe(seen[1]!.traceparent);
+  });
 });
 
 describe('routing on greeter.waypost.test (python THeader servers v1 and v2)', () => {
