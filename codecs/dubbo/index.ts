@@ -6,6 +6,7 @@
  * chunk it arrived in. Metadata is read only when asked: the leading strings first, the attachments (behind every
  * argument, see hessian-scan.ts) only when a key other than interface/method/version is needed.
  */
+import { PartialFrame } from '../../src/partial-frame.js';
 import {
   CodecError,
   type CodecFactory,
@@ -249,16 +250,15 @@ class DubboSession implements CodecSession {
   /** A header split across chunks, gathered here until complete. */
   private readonly header = Buffer.allocUnsafe(HEADER_LENGTH);
   private headerFill = 0;
-  /** A frame split across chunks, allocated at its full size once its header is known (one copy per byte). */
-  private partial: Buffer | null = null;
-  private partialFill = 0;
+  /** A frame split across chunks, gathered until complete (src/partial-frame.ts). */
+  private partial: PartialFrame | null = null;
 
   constructor(options: CodecOptions) {
     this.maxBody = options.maxFrameSize;
   }
 
   get buffered(): number {
-    return this.partial !== null ? this.partialFill : this.headerFill;
+    return this.partial !== null ? this.partial.length : this.headerFill;
   }
 
   decode(chunk: Buffer, sink: (frame: Frame) => void): void {
@@ -275,20 +275,14 @@ class DubboSession implements CodecSession {
       }
       const bodyLength = checkHeader(this.header, 0, this.maxBody);
       this.headerFill = 0;
-      this.partial = Buffer.allocUnsafe(HEADER_LENGTH + bodyLength);
-      this.header.copy(this.partial, 0);
-      this.partialFill = HEADER_LENGTH;
+      this.partial = new PartialFrame(Buffer.from(this.header), HEADER_LENGTH + bodyLength);
     }
     if (this.partial !== null) {
       const partial = this.partial;
-      const n = Math.min(partial.length - this.partialFill, len - off);
-      chunk.copy(partial, this.partialFill, off, off + n);
-      this.partialFill += n;
-      off += n;
-      if (this.partialFill < partial.length) return;
+      off += partial.take(chunk, off);
+      if (!partial.complete) return;
       this.partial = null;
-      this.partialFill = 0;
-      sink(new DubboFrame(partial));
+      sink(new DubboFrame(partial.bytes()));
     }
     while (off < len) {
       const left = len - off;
@@ -304,10 +298,7 @@ class DubboSession implements CodecSession {
         off += total;
         sink(new DubboFrame(raw));
       } else {
-        const partial = Buffer.allocUnsafe(total);
-        chunk.copy(partial, 0, off, len);
-        this.partial = partial;
-        this.partialFill = left;
+        this.partial = new PartialFrame(chunk.subarray(off, len), total);
         return;
       }
     }

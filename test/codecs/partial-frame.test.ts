@@ -1,0 +1,71 @@
+/**
+ * Frames that arrive in pieces: the bytes come out exactly as sent, however they are split, and a frame announced
+ * large holds only what arrived (a header announcing the maximum frame size is not an allocation of that size).
+ */
+import { describe, expect, it } from 'vitest';
+import type { Frame } from '../../src/codec.js';
+import { dubboCodec } from '../../codecs/dubbo/index.js';
+import { PartialFrame, PREALLOCATE_LIMIT } from '../../src/partial-frame.js';
+
+const MAX = 8 * 1024 * 1024;
+
+/** A Dubbo two-way request header (16 bytes) announcing a body of `bodyLength` bytes. */
+function dubboHeader(id: number, bodyLength: number): Buffer {
+  const h = Buffer.alloc(16);
+  h.writeUInt16BE(0xdabb, 0);
+  h[2] = 0xc2; // request, two-way, hessian2
+  h.writeBigUInt64BE(BigInt(id), 4);
+  h.writeUInt32BE(bodyLength, 12);
+  return h;
+}
+
+describe('PartialFrame', () => {
+  for (const total of [100, PREALLOCATE_LIMIT, PREALLOCATE_LIMIT + 1, 300_000]) {
+    it(`gathers a ${total}-byte frame from pieces of every size into the same bytes`, () => {
+      const frame = Buffer.alloc(total);
+      for (let i = 0; i < total; i++) frame[i] = (i * 7 + 3) & 0xff;
+      for (const piece of [1, 7, 4096, 65_536]) {
+        const p = new PartialFrame(frame.subarray(0, Math.min(piece, total)), total);
+        let off = Math.min(piece, total);
+        while (!p.complete) {
+          const chunk = frame.subarray(off, Math.min(off + piece, total));
+          off += p.take(chunk, 0);
+        }
+        expect(p.length).toBe(total);
+        expect(p.bytes().equals(frame)).toBe(true);
+      }
+    });
+  }
+  it('takes only what the frame needs from a chunk that holds more', () => {
+    const p = new PartialFrame(Buffer.from([1, 2]), 4);
+    expect(p.take(Buffer.from([9, 3, 4, 5, 6]), 1)).toBe(2);
+    expect(p.bytes()).toEqual(Buffer.from([1, 2, 3, 4]));
+  });
+});
+
+describe('dubbo: frames announced large', () => {
+  it('hold what arrived, not what the header announced (200 connections announcing 8 MiB each)', () => {
+    const sessions = Array.from({ length: 200 }, () => dubboCodec.create({ maxFrameSize: MAX, side: 'downstream' }));
+    global.gc?.();
+    const before = process.memoryUsage().arrayBuffers;
+    sessions.forEach((s, i) => s.decode(Buffer.concat([dubboHeader(i + 1, MAX - 1), Buffer.from('partial body')]), () => undefined));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    // Before: 200 × 8 MiB reserved up front (1.6 GB of ArrayBuffers); now a few bytes each.
+    expect(grown).toBeLessThan(16 * 1024 * 1024);
+    expect(sessions.every((s) => s.buffered === 16 + 'partial body'.length)).toBe(true);
+  });
+
+  it('still decodes a large frame split over many reads into the exact bytes', () => {
+    const body = Buffer.alloc(200_000, 0x4e); // hessian null ('N') bytes: a response body is not decoded here
+    const header = dubboHeader(7, body.length);
+    header[2] = 0x02; // a response (hessian2)
+    header[3] = 20; // OK
+    const whole = Buffer.concat([header, body]);
+    const s = dubboCodec.create({ maxFrameSize: MAX, side: 'upstream' });
+    const frames: Frame[] = [];
+    for (let off = 0; off < whole.length; off += 1000) s.decode(whole.subarray(off, off + 1000), (f) => frames.push(f));
+    expect(frames).toHaveLength(1);
+    expect(frames[0]!.raw.equals(whole)).toBe(true);
+    expect(frames[0]!.requestId).toBe(7);
+  });
+});
