@@ -129,7 +129,11 @@ export class ReplyScanner {
     let pos = this.resumeAt >= 0 ? this.resumeAt : start;
     const stack = this.stack;
     for (;;) {
-      if (pos >= end) return this.incomplete(pos);
+      if (pos >= end) {
+        // Between items of an aggregate: what it holds so far counts against the limit too.
+        if (end - start > this.maxFrameSize) throw this.tooLarge(end - start);
+        return this.incomplete(pos);
+      }
       const type = buf[pos]!;
       const lineStart = pos + 1;
       // Text lines (simple strings, errors, numbers) may be long; length lines may not.
@@ -198,6 +202,8 @@ export class ReplyScanner {
       for (;;) {
         if (stack.length === 0) {
           this.resumeAt = -1;
+          // Each item was within the limit; the whole value must be too, whether it came in one chunk or many.
+          if (pos - start > this.maxFrameSize) throw this.tooLarge(pos - start);
           return pos;
         }
         const top = stack.length - 1;

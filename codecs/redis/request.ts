@@ -330,6 +330,10 @@ export class RequestDecoder {
       pos = data + len + 2;
       this.argsLeft--;
     }
+    // Each part was within the limit; the whole command must be too, whether it came in one chunk or many.
+    if (pos - start > this.maxFrameSize) {
+      throw new CodecError('frame_too_large', `a command of ${pos - start} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`);
+    }
     return pos;
   }
 
@@ -342,8 +346,15 @@ export class RequestDecoder {
     }
     if (lf - start > MAX_LINE) throw new CodecError('bad_inline', 'too big inline request');
     const lineEnd = lf > start && buf[lf - 1] === CR ? lf - 1 : lf;
+    if (lf + 1 - start > this.maxFrameSize) {
+      throw new CodecError('frame_too_large', `an inline command of ${lf + 1 - start} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`);
+    }
     const words = splitArgs(buf, start, lineEnd);
     if (words === undefined) throw new CodecError('bad_inline', 'unbalanced quotes in request');
+    // The frame forwarded is the command re-encoded as an array: that must fit the limit too.
+    if (encodedLength(words) > this.maxFrameSize) {
+      throw new CodecError('frame_too_large', `inline command re-encoded as ${encodedLength(words)} bytes exceeds the frame limit of ${this.maxFrameSize} bytes`);
+    }
     // The words are re-encoded as an array by take(); `offs` only says whether there was a command.
     this.inlineWords = words;
     if (words.length > 0) this.offs.push(0, 0);
@@ -371,6 +382,13 @@ export class RequestDecoder {
     bytes.copy(this.pending, this.pendingLen);
     this.pendingLen = need;
   }
+}
+
+/** The length of `words` encoded as an array of bulk strings (what {@link inlineFrame} builds). */
+function encodedLength(words: readonly Buffer[]): number {
+  let n = 1 + String(words.length).length + 2;
+  for (const w of words) n += 1 + String(w.length).length + 2 + w.length + 2;
+  return n;
 }
 
 /** An inline command re-encoded as an array of bulk strings. */
