@@ -33,6 +33,8 @@ import {
   TType,
   firstFieldId,
   readHead,
+  skipBinaryStruct,
+  skipCompactStruct,
   varintLength,
   writeVarint,
   zigzag32,
@@ -107,6 +109,8 @@ export class ThriftFrame implements Frame, Metadata {
       if (transport === 'framed') messageAt = 4;
     }
     const head = readWholeHead(raw, messageAt);
+    // Unframed messages were measured by skipping their struct; a length prefix must be checked to match it.
+    if (transport !== 'unframed') checkWholeStruct(raw, head);
     if (this.header !== undefined && head.compact !== (this.header.protocolId === 2)) {
       throw new CodecError('bad_frame', 'THeader protocol id does not match its payload');
     }
@@ -293,6 +297,28 @@ function readWholeHead(raw: Buffer, messageAt: number): MessageHead {
   }
 }
 
+/**
+ * Checks that the message struct ends exactly where its frame does. Thrift framed readers (python, Java) read a
+ * struct that runs past its frame on into the next frames, and leave bytes after it to the next message: one such
+ * frame forwarded on an upstream connection shared by many clients would desynchronise it for all of them.
+ */
+function checkWholeStruct(raw: Buffer, head: MessageHead): void {
+  const s = scratch.reset(raw, head.bodyAt, raw.length);
+  try {
+    if (head.compact) skipCompactStruct(s);
+    else skipBinaryStruct(s);
+    if (s.pos !== raw.length) {
+      throw new CodecError('bad_message', `${raw.length - s.pos} bytes after the thrift message struct in its frame`);
+    }
+  } catch (err) {
+    if (err === TRUNCATED) throw new CodecError('bad_message', 'thrift message struct runs past the end of its frame');
+    if (err instanceof ScanError) throw new CodecError('bad_message', `not a thrift message: ${err.message}`);
+    throw err;
+  } finally {
+    s.reset(EMPTY, 0, 0); // drop the reference to the frame
+  }
+}
+
 const EMPTY = Buffer.alloc(0);
 
 /** A request id as an i32 seqid: numbers in [-2^31, 2^32) (u32 values wrap, as on the wire). */
@@ -311,6 +337,7 @@ export function appExceptionType(reply: LocalReply): number {
       return AppExceptionType.UNKNOWN_METHOD;
     case 'fault_abort':
       return reply.code !== undefined && Number.isInteger(reply.code) ? reply.code | 0 : AppExceptionType.INTERNAL_ERROR;
+    case 'permission_denied': // Thrift has no permission type: INTERNAL_ERROR, as Envoy's thrift_proxy local errors
     default:
       return AppExceptionType.INTERNAL_ERROR;
   }

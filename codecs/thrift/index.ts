@@ -5,7 +5,10 @@
  *
  * Hot path: framed and THeader frames are cut by their length prefix and the message head (name offsets, type,
  * seqid) is read in place; for replies one field header of the result struct is peeked for the status. Arguments
- * are never decoded. Unframed messages carry no length: their struct is skipped by hand (wire.ts) to find the end.
+ * are never decoded, only skipped (wire.ts, no allocation): unframed messages carry no length, so their struct is
+ * skipped to find the end; a framed or THeader message must end exactly where its frame does (`bad_message`
+ * otherwise), since the framed readers of Thrift servers read a short struct on into the next frames, which would
+ * desynchronise an upstream connection shared by many clients.
  * A frame that lies in one chunk is a subarray of it.
  *
  * Transport detection, once per connection, from its first bytes (as Envoy's `AUTO_TRANSPORT`/`AUTO_PROTOCOL`):
