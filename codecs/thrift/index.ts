@@ -29,6 +29,7 @@
  * to put them, and converting a connection to THeader would break a peer that did not choose it. `encode` leaves
  * such frames unchanged apart from the seqid.
  */
+import { PREALLOCATE_LIMIT } from '../../src/partial-frame.js';
 import {
   CodecError,
   type CodecFactory,
@@ -93,6 +94,7 @@ class ThriftSession implements CodecSession {
     if (this.pending !== null) {
       if (this.expect > 0) {
         const n = Math.min(this.expect - this.fill, end);
+        if (this.fill + n > this.pending.length) this.grow(Math.min(this.expect, Math.max(this.fill + n, this.pending.length * 2)));
         chunk.copy(this.pending, this.fill, 0, n);
         this.fill += n;
         if (this.fill < this.expect) return;
@@ -244,7 +246,8 @@ class ThriftSession implements CodecSession {
   private keep(data: Buffer, off: number, end: number, total: number, reusable: boolean): void {
     const left = end - off;
     if (total > 0) {
-      this.pending = Buffer.allocUnsafe(total);
+      // A frame announced large grows as its bytes come: a header is not an allocation of the size it claims.
+      this.pending = Buffer.allocUnsafe(total <= PREALLOCATE_LIMIT ? total : Math.min(total, Math.max(MIN_PENDING, left * 2)));
       data.copy(this.pending, 0, off, end);
       this.expect = total;
     } else if (reusable) {
@@ -267,6 +270,13 @@ class ThriftSession implements CodecSession {
     }
     chunk.copy(this.pending!, this.fill);
     this.fill = need;
+  }
+
+  /** Moves the gathered bytes into a buffer of `size` bytes. */
+  private grow(size: number): void {
+    const grown = Buffer.allocUnsafe(size);
+    this.pending!.copy(grown, 0, 0, this.fill);
+    this.pending = grown;
   }
 
   private clear(): void {

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Frame } from '../../src/codec.js';
 import { dubboCodec } from '../../codecs/dubbo/index.js';
+import { thriftCodec } from '../../codecs/thrift/index.js';
 import { PartialFrame, PREALLOCATE_LIMIT } from '../../src/partial-frame.js';
 
 const MAX = 8 * 1024 * 1024;
@@ -67,5 +68,49 @@ describe('dubbo: frames announced large', () => {
     expect(frames).toHaveLength(1);
     expect(frames[0]!.raw.equals(whole)).toBe(true);
     expect(frames[0]!.requestId).toBe(7);
+  });
+});
+
+describe('thrift: frames announced large', () => {
+  /** A framed strict-binary call `ping` (seqid `id`) whose frame length field says `length`. */
+  function framedHead(id: number, length: number): Buffer {
+    const name = Buffer.from('ping');
+    const msg = Buffer.alloc(8 + name.length + 4);
+    msg.writeUInt32BE(0x80010001, 0); // version 1, CALL
+    msg.writeUInt32BE(name.length, 4);
+    name.copy(msg, 8);
+    msg.writeInt32BE(id, 8 + name.length);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(length, 0);
+    return Buffer.concat([len, msg]);
+  }
+
+  it('hold what arrived, not what the frame length announced (200 connections announcing 8 MiB each)', () => {
+    const sessions = Array.from({ length: 200 }, () => thriftCodec.create({ maxFrameSize: MAX, side: 'downstream' }));
+    global.gc?.();
+    const before = process.memoryUsage().arrayBuffers;
+    sessions.forEach((s, i) => s.decode(framedHead(i + 1, MAX - 1), () => undefined));
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('still decodes a large framed call split over many reads into the exact bytes', () => {
+    // ping(seqid 9) with one string field of 200 kB, then the struct's stop byte.
+    const value = Buffer.alloc(200_000, 0x61);
+    const field = Buffer.alloc(1 + 2 + 4);
+    field[0] = 11; // string
+    field.writeInt16BE(1, 1);
+    field.writeInt32BE(value.length, 3);
+    const body = Buffer.concat([field, value, Buffer.from([0])]);
+    const head = framedHead(9, 0).subarray(4);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(head.length + body.length, 0);
+    const whole = Buffer.concat([len, head, body]);
+    const s = thriftCodec.create({ maxFrameSize: MAX, side: 'downstream' });
+    const frames: Frame[] = [];
+    for (let off = 0; off < whole.length; off += 1000) s.decode(whole.subarray(off, off + 1000), (f) => frames.push(f));
+    expect(frames).toHaveLength(1);
+    expect(frames[0]!.raw.equals(whole)).toBe(true);
+    expect(frames[0]!.requestId).toBe(9);
+    expect(frames[0]!.metadata.get('method')).toBe('ping');
   });
 });
