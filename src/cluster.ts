@@ -140,8 +140,18 @@ export class Cluster {
 
   /** An available endpoint per the load balancer; avoids `avoid` (endpoints a retry already tried) when it can. */
   pick(hash: string | undefined, avoid: ReadonlySet<Endpoint> | undefined): Endpoint | undefined {
-    return this.lb.pick(Date.now(), hash, avoid);
+    // The clock matters only while an ejection may still run: most picks read none (a Date.now() per request was
+    // ~3% of the Redis -P 16 profile).
+    let now = Number.POSITIVE_INFINITY;
+    if (this.ejectionsEndAt !== 0) {
+      now = Date.now();
+      if (now >= this.ejectionsEndAt) this.ejectionsEndAt = 0;
+    }
+    return this.lb.pick(now, hash, avoid);
   }
+
+  /** When the last ejection of this cluster's endpoints ends (ms since the epoch); 0 when none is running. */
+  private ejectionsEndAt = 0;
 
   /** Whether one more request fits under the cluster's request circuit breaker. */
   get hasRequestCapacity(): boolean {
@@ -181,6 +191,7 @@ export class Cluster {
     e.ejections++;
     e.lastEjection = now;
     e.ejectedUntil = now + od.baseEjectionMs * e.ejections;
+    this.ejectionsEndAt = Math.max(this.ejectionsEndAt, e.ejectedUntil);
     e.consecutiveErrors = 0;
     this.ejectionCounter.inc();
     log.warn('outlier detection ejected an endpoint', {

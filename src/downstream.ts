@@ -36,6 +36,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
   private frameStartedAt = -1;
   private framesDecoded = 0;
   wheelTick = -1;
+  wheelIndex = -1;
 
   constructor(private readonly socket: net.Socket, private readonly listener: ListenerRuntime) {
     this.session = listener.codec.create({ maxFrameSize: listener.maxFrameSize, side: 'downstream' });

@@ -1,4 +1,5 @@
 import { routeMatchKeys } from './access-log.js';
+import { now as clockNow } from './clock.js';
 import type { CodecSession, Frame, KeyValue, LocalReplyKind } from './codec.js';
 import type { Cluster, Endpoint } from './cluster.js';
 import type { DownstreamConnection } from './downstream.js';
@@ -35,6 +36,7 @@ export class Exchange implements UpstreamRequest, Expirable {
   copyOnEncode = false;
   upstreamId = 0;
   wheelTick = -1;
+  wheelIndex = -1;
   private phase: Phase = 'filters';
   private filterIndex = 0;
   private routeMatched = false;
@@ -47,7 +49,7 @@ export class Exchange implements UpstreamRequest, Expirable {
   /** Absolute deadlines (performance.now() ms); Infinity when unset. */
   private deadline = Number.POSITIVE_INFINITY;
   private tryDeadline = Number.POSITIVE_INFINITY;
-  private readonly start = performance.now();
+  private readonly start = clockNow();
   /** For the access log: the local reply's cause, the traceparent sent upstream, upstream attempts made. */
   private localReplyKind: LocalReplyKind | undefined;
   private traceparent: string | undefined;
@@ -92,7 +94,7 @@ export class Exchange implements UpstreamRequest, Expirable {
   /** Starts the upstream part: the route's timeout runs from here. */
   send(): void {
     const timeout = this.route?.timeoutMs;
-    if (timeout !== undefined && this.expectsResponse) this.deadline = performance.now() + timeout;
+    if (timeout !== undefined && this.expectsResponse) this.deadline = clockNow() + timeout;
     if (this.listener.tracing !== 'off') this.applyTraceContext();
     this.phase = 'upstream';
     this.attemptUpstream();
@@ -228,7 +230,7 @@ export class Exchange implements UpstreamRequest, Expirable {
     endpoint.active++;
     if (this.isRetry) cluster.activeRetries++;
     const perTry = route.perTryTimeoutMs;
-    if (perTry !== undefined) this.tryDeadline = performance.now() + perTry;
+    if (perTry !== undefined) this.tryDeadline = clockNow() + perTry;
     this.armTimer();
   }
 
@@ -263,7 +265,7 @@ export class Exchange implements UpstreamRequest, Expirable {
   private armTimer(): void {
     const at = Math.min(this.deadline, this.tryDeadline);
     if (at === Number.POSITIVE_INFINITY) wheel.cancel(this);
-    else wheel.schedule(this, at - performance.now());
+    else wheel.schedule(this, at - clockNow());
   }
 
   private hashKey(route: Route): string | undefined {
@@ -282,7 +284,7 @@ export class Exchange implements UpstreamRequest, Expirable {
     this.phase = 'done';
     if (this.wheelTick >= 0) wheel.cancel(this);
     this.downstream.completed(this);
-    const ms = performance.now() - this.start;
+    const ms = clockNow() - this.start;
     this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none').record(outcome, ms / 1000);
     if (this.listener.accessLog) this.logAccess(outcome, ms);
   }
@@ -325,6 +327,7 @@ export class MirrorRequest implements UpstreamRequest, Expirable {
   readonly copyOnEncode = true;
   upstreamId = 0;
   wheelTick = -1;
+  wheelIndex = -1;
   private upstream: UpstreamConnection | undefined;
 
   constructor(

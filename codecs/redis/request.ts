@@ -8,6 +8,11 @@ import { CodecError, type Frame, type Metadata, type MessageType } from '../../s
 import { commandSpec, UNKNOWN_KEYLESS, UNKNOWN_WITH_KEY, type CommandSpec } from './commands.js';
 import { ARRAY, BULK, CR, encodeCommand, findCrlf, INCOMPLETE, LF, MAX_LINE, parseInteger } from './resp.js';
 
+/** How many recent command names {@link RedisRequest.spec} matches bytes against before it makes a string. */
+const RECENT_NAMES = 8;
+const recentNames: Array<{ name: string; spec: CommandSpec | undefined } | undefined> = new Array(RECENT_NAMES);
+let recentNext = 0;
+
 /** Most arguments a command may have (Redis accepts more; a proxy has no use for such commands). */
 export const MAX_ARGS = 1024 * 1024;
 
@@ -94,7 +99,25 @@ export class RedisRequest implements Frame, Metadata {
   /** The command's spec (subcommand-specific for containers such as OBJECT, XINFO, CLIENT). */
   get spec(): CommandSpec {
     if (this.specCache !== undefined) return this.specCache;
-    let spec = commandSpec(this.command);
+    let spec: CommandSpec | undefined;
+    let known = false;
+    if (this.nameCache === undefined && this.argc > 0) {
+      // The names seen last, compared as bytes: a pipeline of GETs makes no name string and no table lookup each.
+      for (let i = 0; i < RECENT_NAMES; i++) {
+        const r = recentNames[i];
+        if (r !== undefined && this.argIs(0, r.name)) {
+          this.nameCache = r.name;
+          spec = r.spec;
+          known = true;
+          break;
+        }
+      }
+    }
+    if (!known) {
+      spec = commandSpec(this.command);
+      recentNames[recentNext] = { name: this.command, spec };
+      recentNext = (recentNext + 1) % RECENT_NAMES;
+    }
     if (spec === undefined) spec = this.argc >= 2 ? UNKNOWN_WITH_KEY : UNKNOWN_KEYLESS;
     else if (spec.sub !== undefined && this.argc >= 2) spec = spec.sub.get(this.argLower(1)) ?? spec;
     return (this.specCache = spec);

@@ -11,6 +11,8 @@ import { toCodecError, EMPTY_METADATA, type CodecSession, type Frame, type Local
 import type { Cluster, Endpoint } from '../cluster.js';
 import { wheel } from '../exchange.js';
 import type { ListenerRuntime } from '../listener.js';
+import type { RequestStats } from '../metrics.js';
+import { now as clockNow } from '../clock.js';
 import { log } from '../log.js';
 import type { ConnectionHandler } from '../network-filter.js';
 import { CoalescingWriter } from '../coalesce.js';
@@ -190,6 +192,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   readAt = 0;
   /** Owned by the timer wheel: this connection sweeps its commands' op timeouts (one wheel entry, not one each). */
   wheelTick = -1;
+  wheelIndex = -1;
   /** The deadline the wheel entry is set for. */
   private sweepAt = Number.POSITIVE_INFINITY;
   /** Commands decoded while the connection was at its pending limit, started as replies drain. */
@@ -244,6 +247,19 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     return this.queue.length - this.head;
   }
 
+  /** The listener's request stats for a route × cluster; the last pair is kept (a pipeline mostly repeats it). */
+  statsFor(route: string, cluster: string): RequestStats {
+    if (route !== this.lastStatsRoute || cluster !== this.lastStatsCluster) {
+      this.lastStats = this.listener.stats(route, cluster);
+      this.lastStatsRoute = route;
+      this.lastStatsCluster = cluster;
+    }
+    return this.lastStats!;
+  }
+  private lastStatsRoute: string | undefined;
+  private lastStatsCluster: string | undefined;
+  private lastStats: RequestStats | undefined;
+
   /** Bytes held for this connection: replies not yet written, bytes read but not decoded, an incomplete command. */
   get bufferedBytes(): number {
     if (this.closed) return 0;
@@ -277,7 +293,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       else if (this.settings.passwords === undefined) this.authed = false;
       this.settings = current;
     }
-    this.readAt = performance.now();
+    this.readAt = clockNow();
     const before = this.framesDecoded;
     try {
       this.session.decode(chunk, this.onFrameBound);
@@ -943,6 +959,7 @@ class Command implements Sendable, Expirable {
   readonly copyOnEncode = false;
   upstreamId = 0;
   wheelTick = -1;
+  wheelIndex = -1;
 
   phase: Phase = Phase.Waiting;
   reply: Buffer | undefined;
@@ -1073,7 +1090,7 @@ class Command implements Sendable, Expirable {
   }
 
   private record(outcome: Outcome): void {
-    this.conn.listener.stats(this.route?.name ?? 'none', this.cluster?.name ?? 'none').record(outcome, (performance.now() - this.startedAt) / 1000);
+    this.conn.statsFor(this.route?.name ?? 'none', this.cluster?.name ?? 'none').record(outcome, (clockNow() - this.startedAt) / 1000);
   }
 
   /**
@@ -1271,7 +1288,7 @@ class Part implements Sendable {
 
   private end(raw: Buffer, outcome: Outcome, conn: RedisConnection): void {
     this.state = Phase.Done;
-    conn.listener.stats(this.route.name, this.cluster?.name ?? 'none').record(outcome, (performance.now() - this.startedAt) / 1000);
+    conn.statsFor(this.route.name, this.cluster?.name ?? 'none').record(outcome, (clockNow() - this.startedAt) / 1000);
     this.fan.partDone(this, raw);
   }
 

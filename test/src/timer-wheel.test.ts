@@ -40,3 +40,54 @@ describe('timer wheel', () => {
     expect(fired).toEqual(['chain', 'late', 'moved']);
   });
 });
+
+describe('timer wheel bookkeeping', () => {
+  it('fires exactly the items left after many schedules, cancels and moves, including ones beyond the ring', async () => {
+    const wheel = new TimerWheel(5);
+    const fired = new Set<number>();
+    const items: Expirable[] = [];
+    for (let i = 0; i < 2000; i++) items.push({ wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.add(i) });
+    // Most in a handful of slots (so cancels swap within crowded arrays), a few 30 s out (beyond the 20 s ring).
+    items.forEach((it, i) => wheel.schedule(it, i % 50 === 0 ? 30_000 : 10 + (i % 4) * 5));
+    const cancelled = new Set<number>();
+    for (let i = 0; i < 2000; i += 3) {
+      wheel.cancel(items[i]!);
+      cancelled.add(i);
+    }
+    // Moved to later within the ring: they fire too, after the others.
+    const moved = [1, 2, 4, 5].filter((i) => !cancelled.has(i));
+    for (const i of moved) wheel.schedule(items[i]!, 60);
+    const farLeft = items.filter((_, i) => i % 50 === 0 && !cancelled.has(i)).length;
+    expect(wheel.size).toBe(2000 - cancelled.size);
+    await new Promise((r) => setTimeout(r, 150));
+    const expected = [...Array(2000).keys()].filter((i) => !cancelled.has(i) && i % 50 !== 0);
+    expect([...fired].sort((a, b) => a - b)).toEqual(expected);
+    expect(wheel.size).toBe(farLeft);
+    for (const it of items) wheel.cancel(it);
+    expect(wheel.size).toBe(0);
+  });
+
+  it('an item cancelled or moved by another deadline of the same tick does not fire then', async () => {
+    const wheel = new TimerWheel(5);
+    const fired: string[] = [];
+    const victim: Expirable = { wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.push('victim') };
+    const mover: Expirable = { wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.push('mover') };
+    const killer: Expirable = {
+      wheelTick: -1,
+      wheelIndex: -1,
+      onDeadline: () => {
+        fired.push('killer');
+        wheel.cancel(victim);
+        wheel.schedule(mover, 40);
+      },
+    };
+    wheel.schedule(killer, 10);
+    wheel.schedule(victim, 10);
+    wheel.schedule(mover, 10);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(fired).toEqual(['killer']);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(fired).toEqual(['killer', 'mover']);
+    expect(wheel.size).toBe(0);
+  });
+});
