@@ -40,7 +40,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
 
   constructor(private readonly socket: net.Socket, private readonly listener: ListenerRuntime) {
     this.session = listener.codec.create({ maxFrameSize: listener.maxFrameSize, side: 'downstream' });
-    this.outbox = new Outbox(socket);
+    this.outbox = new Outbox(socket, 'tick', () => this.checkWriteBuffer());
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -68,7 +68,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
   /** Bytes held for this connection: answers not yet written, bytes read but not decoded, an incomplete frame. */
   get bufferedBytes(): number {
     if (this.closed) return 0;
-    return this.socket.writableLength + this.socket.readableLength + this.session.buffered;
+    return this.socket.writableLength + this.outbox.buffered + this.socket.readableLength + this.session.buffered;
   }
 
   write(bytes: Buffer): void {
@@ -117,6 +117,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
     this.ended = true;
     this.socket.pause();
     // end() flushes what is queued, then FIN; the socket is released once written even if the peer keeps its side open.
+    this.outbox.flush(); // answers batched for this tick go before the FIN
     this.socket.end(() => this.socket.destroy());
   }
 

@@ -1,41 +1,70 @@
 import type net from 'node:net';
 
+/** Above this many bytes a batch is handed over as its pieces under cork (no copy); at or below, copied into one. */
+const COPY_LIMIT = 64 * 1024;
+
 /**
- * Batches writes into few syscalls: the first write of a batch corks the socket and one scheduled callback uncorks
- * it, so consecutive frames leave together (ARCHITECTURE "Forward slices").
+ * Batches writes into few syscalls and few stream writes: frames written in one batch are kept here and handed to
+ * the socket together, copied into one buffer when small (ARCHITECTURE "Forward slices"). Each `socket.write` costs
+ * a stream chunk, a write request and a callback slot; a pipelined batch of hundreds of small frames is cheaper
+ * copied once than written piece by piece, while a large batch keeps the zero-copy cork/uncork path.
  *
  * A downstream socket flushes at the end of the current tick (`nextTick`): its answers go out as soon as the read
  * that produced them is handled. A shared upstream socket flushes once per event-loop iteration (`setImmediate`):
  * the requests of every client read in that iteration leave in one write instead of one per client.
  */
 export class Outbox {
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  private scheduled = false;
+  private readonly flushBound = (): void => this.flush();
 
   constructor(
     private readonly socket: net.Socket,
     private readonly flushAt: 'tick' | 'iteration' = 'tick',
+    /** Runs after each flush: whoever stopped producing while bytes waited here can look again. */
+    private readonly afterFlush?: () => void,
   ) {}
 
-  write(bytes: Buffer): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      if (this.flushAt === 'tick') process.nextTick(this.uncork);
-      else setImmediate(this.uncork);
-    }
-    this.socket.write(bytes);
+  /** Bytes written here and not yet handed to the socket. */
+  get buffered(): number {
+    return this.bytes;
   }
 
-  /** Writes at once, outside any batch (a heartbeat answer some clients need in a segment of its own). */
-  writeAlone(bytes: Buffer): void {
-    if (this.corked) {
-      this.corked = false;
-      this.socket.uncork();
+  write(bytes: Buffer): void {
+    this.parts.push(bytes);
+    this.bytes += bytes.length;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      if (this.flushAt === 'tick') process.nextTick(this.flushBound);
+      else setImmediate(this.flushBound);
     }
+  }
+
+  /** Hands what is batched to the socket now (before `end()`, or when order with a direct write matters). */
+  flush(): void {
+    this.scheduled = false;
+    const parts = this.parts;
+    const n = parts.length;
+    if (n === 0) return;
+    const socket = this.socket;
+    if (!socket.destroyed && socket.writable) {
+      if (n === 1) socket.write(parts[0]!);
+      else if (this.bytes <= COPY_LIMIT) socket.write(Buffer.concat(parts, this.bytes));
+      else {
+        socket.cork();
+        for (let i = 0; i < n; i++) socket.write(parts[i]!);
+        socket.uncork();
+      }
+    }
+    parts.length = 0;
+    this.bytes = 0;
+    this.afterFlush?.();
+  }
+
+  /** Writes at once, after what is batched (a heartbeat answer some clients need in a segment of its own). */
+  writeAlone(bytes: Buffer): void {
+    this.flush();
     this.socket.write(bytes);
   }
 }

@@ -103,7 +103,10 @@ export class UpstreamConnection {
     this.session = opts.codec.create({ maxFrameSize: opts.maxFrameSize, side: 'upstream' });
     const tlsSettings = opts.tls?.();
     this.socket = tlsSettings ? connectTls(tlsSettings, opts.host, opts.port) : net.connect({ host: opts.host, port: opts.port, noDelay: true });
-    this.outbox = new Outbox(this.socket, 'iteration');
+    this.outbox = new Outbox(this.socket, 'iteration', () => {
+      // Congested only by batched bytes the socket has now taken whole: no 'drain' will come, so release here.
+      if (this.drainWaiters !== undefined && !this.socket.writableNeedDrain) this.releaseWaiters();
+    });
     const handshake = this.session.handshake?.();
     if (handshake) {
       this.handshakeReplies = handshake.replies;
@@ -148,15 +151,17 @@ export class UpstreamConnection {
 
   /**
    * Whether requests are piling up in this connection's write buffer beyond the buffer limit: the upstream (or the
-   * network) does not keep up. Only true while the socket awaits 'drain', so a waiter is always released.
+   * network) does not keep up. A waiter is always released: on 'drain', or after the flush of the batched bytes
+   * when the socket took them whole.
    */
   get congested(): boolean {
-    return this.socket.writableNeedDrain && this.socket.writableLength > upstreamBufferLimit;
+    // Bytes batched for this iteration count too; a waiter is released after the flush if the socket took them all.
+    return this.socket.writableLength + this.outbox.buffered > upstreamBufferLimit;
   }
 
   /** Bytes held for this connection: requests not yet written, answers read but not decoded yet. */
   get bufferedBytes(): number {
-    return this.socket.writableLength + this.socket.readableLength + this.session.buffered;
+    return this.socket.writableLength + this.outbox.buffered + this.socket.readableLength + this.session.buffered;
   }
 
   /** Calls `w.upstreamDrained(this)` once the write buffer has drained (or the connection closed). */

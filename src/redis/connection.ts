@@ -15,7 +15,7 @@ import type { RequestStats } from '../metrics.js';
 import { now as clockNow } from '../clock.js';
 import { log } from '../log.js';
 import type { ConnectionHandler } from '../network-filter.js';
-import { CoalescingWriter } from '../coalesce.js';
+import { Outbox } from '../outbox.js';
 import type { Expirable } from '../timer-wheel.js';
 import type { EndpointPool, UpstreamConnection, UpstreamRequest } from '../upstream.js';
 import { describeRequest, type RedisRequest, redisCodec, skipValue, valueStart } from '../../codecs/redis/index.js';
@@ -203,7 +203,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   private frameStartedAt = -1;
   private framesDecoded = 0;
   private readonly session: CodecSession;
-  private readonly outbox: CoalescingWriter;
+  private readonly outbox: Outbox;
   private queue: Array<Command | undefined> = [];
   private head = 0;
   private closed = false;
@@ -225,7 +225,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     this.authed = settings.passwords === undefined;
     this.session = listener.codec.create({ maxFrameSize: listener.maxFrameSize, side: 'downstream' });
     // After a flush the socket may have taken everything (no 'drain' then): commands held for the buffer go on.
-    this.outbox = new CoalescingWriter(socket, () => {
+    this.outbox = new Outbox(socket, 'tick', () => {
       if (this.held !== undefined) this.maybeResume();
     });
     socket.setNoDelay(true);
