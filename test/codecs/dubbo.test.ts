@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import hessian from 'hessian.js';
 import jsToJava from 'js-to-java';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -7,37 +6,7 @@ import { countParameters } from '../../codecs/dubbo/body.js';
 import dubboCodecDefault, { dubboCodec } from '../../codecs/dubbo/index.js';
 import { HessianScanner, ScanError } from '../../codecs/dubbo/hessian-scan.js';
 import { encodeHessianString } from '../../codecs/dubbo/hessian-write.js';
-
-// dubbo2.js is CommonJS and ships no usable types for its internals: load what the tests drive by require.
-const require = createRequire(import.meta.url);
-interface DubboContext {
-  requestId: number;
-  isSupportedDubbox: boolean;
-  dubboVersion: string;
-  dubboInterface: string;
-  path: string;
-  methodName: string;
-  methodArgs: unknown[];
-  version?: string;
-  group?: string;
-  timeout?: number;
-  attachments: Record<string, unknown>;
-}
-const DubboEncoder = (require('dubbo2.js/es7/encode.js') as { default: new (ctx: DubboContext) => { encode(): Buffer } })
-  .default;
-const DubboContextClass = (require('dubbo2.js/es7/context.js') as { default: { create(): DubboContext } }).default;
-const dubboDecode = (
-  require('dubbo2.js/es7/decode.js') as {
-    decode(b: Buffer): { requestId: number; err: Error | null; res: unknown; attachments: Record<string, unknown> };
-  }
-).decode;
-const HeartBeat = (require('dubbo2.js/es7/heartbeat.js') as { default: { encode(): Buffer; isHeartBeat(b: Buffer): boolean } })
-  .default;
-const DecodeBuffer = (
-  require('dubbo2.js/es7/decode-buffer.js') as {
-    default: { from(pid: number): { receive(b: Buffer): void; subscribe(f: (b: Buffer) => void): unknown } };
-  }
-).default;
+import { DecodeBuffer, DubboContextClass, DubboEncoder, dubboDecode, HeartBeat } from '../helpers/dubbo2js.js';
 
 /** js-to-java, typed for what these tests use (the shared declaration only types a few members). */
 interface JavaValue {

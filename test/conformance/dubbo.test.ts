@@ -3,7 +3,6 @@
  * client written by others); the rest by the demo provider's own encoder (examples/dubbo/wire.ts, hessian.js),
  * which is independent of the codec.
  */
-import { createRequire } from 'node:module';
 import jsToJava from 'js-to-java';
 import { dubboCodec } from '../../codecs/dubbo/index.js';
 import {
@@ -16,24 +15,8 @@ import {
   javaException,
 } from '../../examples/dubbo/wire.js';
 import { runConformance } from './suite.js';
+import { DubboContextClass, DubboEncoder, HeartBeat } from '../helpers/dubbo2js.js';
 
-const require = createRequire(import.meta.url);
-interface DubboContext {
-  requestId: number;
-  isSupportedDubbox: boolean;
-  dubboVersion: string;
-  dubboInterface: string;
-  path: string;
-  methodName: string;
-  methodArgs: unknown[];
-  version?: string;
-  group?: string;
-  timeout?: number;
-  attachments: Record<string, unknown>;
-}
-const DubboEncoder = (require('dubbo2.js/es7/encode.js') as { default: new (ctx: DubboContext) => { encode(): Buffer } }).default;
-const DubboContextClass = (require('dubbo2.js/es7/context.js') as { default: { create(): DubboContext } }).default;
-const HeartBeat = (require('dubbo2.js/es7/heartbeat.js') as { default: { encode(): Buffer } }).default;
 const java = jsToJava as unknown as Record<'String' | 'int', (v: unknown) => unknown>;
 
 /** A two-way request exactly as dubbo2.js writes it. */

@@ -2,7 +2,6 @@
  * Property-based fuzzing of the Dubbo codec (codecs/dubbo). Valid frames are written by the demo provider's encoder
  * (examples/dubbo/wire.ts, hessian.js) and by dubbo2.js, with random ids, names, arguments, attachments and results.
  */
-import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import jsToJava from 'js-to-java';
 import { dubboCodec } from '../../codecs/dubbo/index.js';
@@ -18,23 +17,8 @@ import {
 import { encodeHessianString } from '../../codecs/dubbo/hessian-write.js';
 import type { Slot } from './harness.js';
 import { fuzzCodec, type Sample } from './properties.js';
+import { DubboContextClass, DubboEncoder } from '../helpers/dubbo2js.js';
 
-const require = createRequire(import.meta.url);
-interface DubboContext {
-  requestId: number;
-  isSupportedDubbox: boolean;
-  dubboVersion: string;
-  dubboInterface: string;
-  path: string;
-  methodName: string;
-  methodArgs: unknown[];
-  version?: string;
-  group?: string;
-  timeout?: number;
-  attachments: Record<string, unknown>;
-}
-const DubboEncoder = (require('dubbo2.js/es7/encode.js') as { default: new (ctx: DubboContext) => { encode(): Buffer } }).default;
-const DubboContextClass = (require('dubbo2.js/es7/context.js') as { default: { create(): DubboContext } }).default;
 const java = jsToJava as unknown as Record<'String' | 'int' | 'long' | 'boolean' | 'double', (v: unknown) => unknown> & {
   array: Record<'int' | 'String', (values: unknown[]) => unknown>;
 };
