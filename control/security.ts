@@ -25,7 +25,6 @@ import {
   TLS_MODES,
   type ClientTlsSettings,
   type CrdDocument,
-  type DubboAuthorizationPolicySpec,
   type MetaAuthorizationPolicySpec,
   type MtlsMode,
   type PeerAuthenticationSpec,
@@ -414,21 +413,21 @@ function policyName(doc: CrdDocument): string {
   return `${doc.kind}/${namespaceOf(doc)}/${doc.name}`;
 }
 
-function dubboPolicy(doc: CrdDocument): AuthorizationPolicyJson {
-  const spec = (doc.spec ?? {}) as DubboAuthorizationPolicySpec;
+type AttributeJson = NonNullable<ReturnType<typeof attribute>>;
+type PolicyRules<Op> = { action?: string; rules?: Array<{ from?: Array<{ source?: unknown } | null | undefined>; to?: Array<{ operation?: Op } | null | undefined> }> };
+
+/** A policy document as the authz filter reads it; `attributesOf` turns one `to[].operation` into attribute rules. */
+function policyJson<Op extends object>(doc: CrdDocument, spec: PolicyRules<Op>, attributesOf: (op: Op) => AttributeJson[]): AuthorizationPolicyJson {
   return {
     name: policyName(doc),
     // ALLOW is the default (and proto3's zero value, which the wire leaves out).
     ...(spec.action === 'DENY' ? { action: 'DENY' as const } : {}),
     rules: (spec.rules ?? []).map((r) => ({
-      ...(r.from?.length ? { from: r.from.map((f) => sourceJson(f?.source)) } : {}),
+      ...(r.from?.length ? { from: r.from.map((f) => sourceJson(f?.source as Parameters<typeof sourceJson>[0])) } : {}),
       ...(r.to?.length
         ? {
             to: r.to.map((t) => {
-              const op = t?.operation ?? {};
-              const attributes = [attribute('interface', op.interfaces, op.notInterfaces), attribute('method', op.methods, op.notMethods)].filter(
-                (a): a is NonNullable<typeof a> => a !== undefined,
-              );
+              const attributes = attributesOf(t?.operation ?? ({} as Op));
               return attributes.length ? { attributes } : {};
             }),
           }
@@ -437,28 +436,21 @@ function dubboPolicy(doc: CrdDocument): AuthorizationPolicyJson {
   };
 }
 
+const defined = (a: AttributeJson | undefined): a is AttributeJson => a !== undefined;
+
+function dubboPolicy(doc: CrdDocument): AuthorizationPolicyJson {
+  type Op = { interfaces?: string[]; notInterfaces?: string[]; methods?: string[]; notMethods?: string[] };
+  return policyJson(doc, (doc.spec ?? {}) as PolicyRules<Op>, (op: Op) =>
+    [attribute('interface', op.interfaces, op.notInterfaces), attribute('method', op.methods, op.notMethods)].filter(defined),
+  );
+}
+
 function metaPolicy(doc: CrdDocument): AuthorizationPolicyJson {
-  const spec = (doc.spec ?? {}) as MetaAuthorizationPolicySpec;
-  return {
-    name: policyName(doc),
-    // ALLOW is the default (and proto3's zero value, which the wire leaves out).
-    ...(spec.action === 'DENY' ? { action: 'DENY' as const } : {}),
-    rules: (spec.rules ?? []).map((r) => ({
-      ...(r.from?.length ? { from: r.from.map((f) => sourceJson(f?.source)) } : {}),
-      ...(r.to?.length
-        ? {
-            to: r.to.map((t) => {
-              const op = t?.operation ?? {};
-              const keys = new Set([...Object.keys(op.attributes ?? {}), ...Object.keys(op.notAttributes ?? {})]);
-              const attributes = [...keys]
-                .map((k) => attribute(k, op.attributes?.[k], op.notAttributes?.[k]))
-                .filter((a): a is NonNullable<typeof a> => a !== undefined);
-              return attributes.length ? { attributes } : {};
-            }),
-          }
-        : {}),
-    })),
-  };
+  type Op = { attributes?: Record<string, string[]>; notAttributes?: Record<string, string[]> };
+  return policyJson(doc, (doc.spec ?? {}) as PolicyRules<Op>, (op: Op) => {
+    const keys = new Set([...Object.keys(op.attributes ?? {}), ...Object.keys(op.notAttributes ?? {})]);
+    return [...keys].map((k) => attribute(k, op.attributes?.[k], op.notAttributes?.[k])).filter(defined);
+  });
 }
 
 /** The authz filter for a service port, or undefined when no policy applies to it. */
