@@ -20,6 +20,7 @@
  */
 import {
   CodecError,
+  PartialFrame,
   type CodecFactory,
   type CodecOptions,
   type CodecSession,
@@ -322,15 +323,15 @@ class KvSession implements CodecSession {
   private readonly head = Buffer.allocUnsafe(HEADER_LENGTH);
   private headFill = 0;
   /** A frame split across chunks, allocated at its full size once its header is known (each byte copied once). */
-  private partial: Buffer | null = null;
-  private partialFill = 0;
+  /** A frame split across reads: Waypost's PartialFrame holds what arrived, not what the header announced. */
+  private partial: PartialFrame | null = null;
 
   constructor(options: CodecOptions) {
     this.max = options.maxFrameSize;
   }
 
   get buffered(): number {
-    return this.partial !== null ? this.partialFill : this.headFill;
+    return this.partial !== null ? this.partial.length : this.headFill;
   }
 
   decode(chunk: Buffer, sink: (frame: Frame) => void): void {
@@ -347,20 +348,14 @@ class KvSession implements CodecSession {
       }
       const total = frameLength(this.head, 0, this.max);
       this.headFill = 0;
-      this.partial = Buffer.allocUnsafe(total);
-      this.head.copy(this.partial, 0);
-      this.partialFill = HEADER_LENGTH;
+      this.partial = new PartialFrame(Buffer.from(this.head), total);
     }
     if (this.partial !== null) {
       const partial = this.partial;
-      const n = Math.min(partial.length - this.partialFill, len - off);
-      chunk.copy(partial, this.partialFill, off, off + n);
-      this.partialFill += n;
-      off += n;
-      if (this.partialFill < partial.length) return;
+      off += partial.take(chunk, off);
+      if (!partial.complete) return;
       this.partial = null;
-      this.partialFill = 0;
-      sink(new KvFrame(partial));
+      sink(new KvFrame(partial.bytes()));
     }
     while (off < len) {
       const left = len - off;
@@ -372,9 +367,7 @@ class KvSession implements CodecSession {
       }
       const total = frameLength(chunk, off, this.max);
       if (left < total) {
-        this.partial = Buffer.allocUnsafe(total);
-        chunk.copy(this.partial, 0, off, len);
-        this.partialFill = left;
+        this.partial = new PartialFrame(chunk.subarray(off, len), total);
         return;
       }
       const raw = chunk.subarray(off, off + total);

@@ -114,3 +114,24 @@ describe('thrift: frames announced large', () => {
     expect(frames[0]!.metadata.get('method')).toBe('ping');
   });
 });
+
+describe('the KV-RPC example codec (a user codec using PartialFrame)', () => {
+  it('holds what arrived for frames announced large (200 connections announcing 8 MiB each)', async () => {
+    const { kvrpcCodec } = await import('../../examples/custom-codec/codec.js');
+    const sessions = Array.from({ length: 200 }, () => kvrpcCodec.create({ maxFrameSize: MAX, side: 'downstream' }));
+    // 'K' 'V', version 1, flags 0 (a two-way request), id, status 0, reserved 0, section length 0, body length.
+    const head = Buffer.from([0x4b, 0x56, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    global.gc?.();
+    const before = process.memoryUsage().arrayBuffers;
+    let decoded = 0;
+    sessions.forEach((s, i) => {
+      const h = Buffer.from(head);
+      h.writeUInt32BE(i + 1, 4);
+      h.writeUInt32BE(MAX - 16, 12);
+      s.decode(h, () => decoded++);
+    });
+    expect(decoded).toBe(0);
+    expect(sessions.every((s) => s.buffered === 16)).toBe(true);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * 1024 * 1024);
+  });
+});
