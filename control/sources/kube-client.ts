@@ -1,22 +1,20 @@
 /**
- * A minimal Kubernetes list/watch client on node:http / node:https, and an informer (a cache kept current by
- * list + watch) built on it.
- *
- * Why not `@kubernetes/client-node`: it is not a dependency of this project (and this change may not add one), and
- * the part the control plane needs — list, watch, resume and relist — is a small, stable wire protocol:
+ * Kubernetes list/watch on `@kubernetes/client-node` ({@link KubeClient}), and an informer (a cache kept current by
+ * list + watch) built on it. The informer is Waypost's own rather than the library's `makeInformer`/`ListWatch`,
+ * which stops at the first error (a dropped stream included) and leaves the restart to its caller, and asks for no
+ * bookmarks; the source needs resume with backoff, relist on 410, and to tell a CRD that is not installed (404) from
+ * a kind it may not read (403), so that it starts without waiting for either. The wire protocol:
  *
  * - list: `GET /apis/GROUP/VERSION[/namespaces/NS]/PLURAL?limit=500[&continue=…]` (`/api/v1/…` for the core
  *   group) → a List whose `metadata.resourceVersion` is the version the watch starts from;
- * - watch: `GET …/PLURAL?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=N` → chunked,
+ * - watch: `GET …/PLURAL?watch=true&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=N` → chunked,
  *   newline-delimited JSON events `{type: ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, object}`;
  * - a watch that ends or drops is resumed from the last resourceVersion seen (an event's or a BOOKMARK's); an
  *   HTTP 410 Gone, or an ERROR event whose Status has code 410 (the version was compacted away), means relist.
- *
- * The informer API (`Informer`: `items`, `start`, `stop`, a change callback) is close to the library's
- * `makeInformer`/`ListWatch`, so swapping this file for `@kubernetes/client-node` later is local to it.
  */
 import http from 'node:http';
 import https from 'node:https';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { log } from '../../src/log.js';
 import type { KubeConnection } from './kube-config.js';
 
@@ -70,44 +68,72 @@ export class KubeApiError extends Error {
   }
 }
 
+/**
+ * The API server, through `@kubernetes/client-node`: its `KubeConfig` carries the server, TLS and credentials
+ * (applied to every request by the library), its `Watch` reads the watch streams. Lists are plain GETs with the
+ * options the same `KubeConfig` applies, because the library's typed list calls exist per kind only (and turn
+ * objects into its model classes) while the sources list CRDs and core kinds alike, by collection path.
+ */
 export class KubeClient {
-  private readonly agent: http.Agent;
   private readonly secure: boolean;
+  private readonly agent: http.Agent | undefined;
+  private config: KubeConfig | undefined;
+  private configToken: string | undefined;
 
   constructor(readonly conn: KubeConnection) {
     this.secure = conn.server.protocol === 'https:';
-    this.agent = this.secure
-      ? new https.Agent({
-          keepAlive: true,
-          ca: conn.ca,
-          cert: conn.cert,
-          key: conn.key,
-          rejectUnauthorized: !conn.insecure,
-          servername: conn.serverName,
-        })
-      : new http.Agent({ keepAlive: true });
+    // A keep-alive agent for lists; the library's Watch makes its own from the same config.
+    this.agent = this.secure ? undefined : new http.Agent({ keepAlive: true });
   }
 
-  /** Starts a GET; the caller reads the response. */
-  get(path: string, query: Record<string, string | undefined>, timeoutMs: number): http.ClientRequest {
-    const url = new URL(this.conn.server.href.replace(/\/$/, '') + path);
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
-    const headers: http.OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': 'waypost-control' };
+  /**
+   * The library's config for the current credentials. A token from a file is re-read as it rotates (see
+   * kube-config.ts), so the config is rebuilt when the token changed.
+   */
+  private kubeConfig(): KubeConfig {
     const token = this.conn.token?.();
-    if (token) headers.authorization = `Bearer ${token}`;
-    else if (this.conn.basic) {
-      headers.authorization = `Basic ${Buffer.from(`${this.conn.basic.username}:${this.conn.basic.password}`).toString('base64')}`;
-    }
-    const options: https.RequestOptions = { method: 'GET', headers, agent: this.agent, timeout: timeoutMs };
-    const req = this.secure ? https.request(url, options) : http.request(url, options);
-    req.on('timeout', () => req.destroy(new Error(`no data from the API server for ${Math.round(timeoutMs / 1000)} s`)));
-    return req;
+    if (this.config && token === this.configToken) return this.config;
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [
+        {
+          name: 'waypost',
+          server: this.conn.server.href.replace(/\/$/, ''),
+          caData: this.conn.ca?.toString('base64'),
+          // The library refuses an http: server unless TLS verification is off (there is none to do).
+          skipTLSVerify: this.conn.insecure === true || !this.secure,
+          tlsServerName: this.conn.serverName,
+        },
+      ],
+      users: [
+        {
+          name: 'waypost',
+          token,
+          certData: this.conn.cert?.toString('base64'),
+          keyData: this.conn.key?.toString('base64'),
+          username: this.conn.basic?.username,
+          password: this.conn.basic?.password,
+        },
+      ],
+      contexts: [{ name: 'waypost', cluster: 'waypost', user: 'waypost' }],
+      currentContext: 'waypost',
+    });
+    this.config = kc;
+    this.configToken = token;
+    return kc;
   }
 
   /** GET returning the parsed JSON body; non-2xx answers throw {@link KubeApiError}. */
-  getJson(path: string, query: Record<string, string | undefined>, timeoutMs = 30_000): Promise<unknown> {
+  async getJson(path: string, query: Record<string, string | undefined>, timeoutMs = 30_000): Promise<unknown> {
+    const url = new URL(this.conn.server.href.replace(/\/$/, '') + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    const options: https.RequestOptions = { method: 'GET', headers: { accept: 'application/json', 'user-agent': 'waypost-control' } };
+    await this.kubeConfig().applyToHTTPSOptions(options);
+    if (this.agent) options.agent = this.agent;
+    options.timeout = timeoutMs;
     return new Promise((resolve, reject) => {
-      const req = this.get(path, query, timeoutMs);
+      const req = this.secure ? https.request(url, options) : http.request(url, options);
+      req.on('timeout', () => req.destroy(new Error(`no data from the API server for ${Math.round(timeoutMs / 1000)} s`)));
       req.on('error', reject);
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
@@ -147,9 +173,10 @@ export class KubeClient {
   }
 
   /**
-   * Opens a watch from `resourceVersion`. `onEvent` gets each event; the returned promise resolves when the stream
-   * ends (the server's timeout, or a drop: `dropped` then holds the error) and rejects with {@link KubeApiError} for a
-   * non-2xx answer. `abort()` ends it (the promise resolves).
+   * Opens a watch from `resourceVersion` with the library's `Watch`. `onEvent` gets each event; the returned promise
+   * resolves when the stream ends (the server's timeout, or a drop: `dropped` then holds the error) and rejects with
+   * {@link KubeApiError} for a non-2xx answer or when the server cannot be reached. `abort()` ends it (the promise
+   * resolves). Lines that are not JSON are dropped by the library; an event without a type is ignored here.
    */
   watch(
     path: string,
@@ -157,84 +184,68 @@ export class KubeClient {
     timeoutSeconds: number,
     onEvent: (e: WatchEvent) => void,
   ): { done: Promise<{ events: number; dropped?: Error }>; abort(): void } {
-    let req: http.ClientRequest | undefined;
+    let controller: AbortController | undefined;
     let aborted = false;
+    let events = 0;
+    let silence: NodeJS.Timeout | undefined;
     const done = new Promise<{ events: number; dropped?: Error }>((resolve, reject) => {
-      req = this.get(
-        path,
-        { watch: '1', resourceVersion: resourceVersion || undefined, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) },
-        (timeoutSeconds + 60) * 1000,
-      );
-      let events = 0;
       let settled = false;
-      let responded = false;
-      const finish = (dropped?: Error): void => {
+      const onDone = (err: unknown): void => {
         if (settled) return;
         settled = true;
-        resolve({ events, dropped: aborted ? undefined : dropped });
+        clearTimeout(silence);
+        if (aborted || err === null || err === undefined) {
+          resolve({ events });
+          return;
+        }
+        const e = err as Error & { statusCode?: number; code?: string; type?: string };
+        if (typeof e.statusCode === 'number') {
+          reject(new KubeApiError(e.statusCode, e.message, `GET ${path} (watch): ${e.statusCode} ${e.message}`));
+        } else if (events === 0 && e.type === 'system') {
+          reject(e); // could not connect (node-fetch's system error: ECONNREFUSED and the like)
+        } else {
+          resolve({ events, dropped: e });
+        }
       };
-      req.on('error', (err) => {
-        if (settled) return;
-        if (!responded && !aborted) {
-          settled = true;
-          reject(err); // could not connect
-          return;
-        }
-        finish(err);
-      });
-      req.on('response', (res) => {
-        responded = true;
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status > 299) {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            settled = true;
-            reject(statusError(status, Buffer.concat(chunks).toString('utf8'), path));
-          });
-          res.on('error', (err) => finish(err));
-          return;
-        }
-        res.setEncoding('utf8');
-        let buffered = '';
-        res.on('data', (chunk: string) => {
-          buffered += chunk;
-          let nl: number;
-          while ((nl = buffered.indexOf('\n')) >= 0) {
-            const line = buffered.slice(0, nl).trim();
-            buffered = buffered.slice(nl + 1);
-            if (line === '') continue;
-            let event: WatchEvent;
-            try {
-              event = JSON.parse(line) as WatchEvent;
-            } catch {
-              log.warn('kubernetes: undecodable watch event, dropping the watch', { path });
-              req!.destroy();
-              finish(new Error('undecodable watch event'));
-              return;
-            }
+      // The server ends a watch after timeoutSeconds; a stream silent for a minute longer is a dead connection.
+      silence = setTimeout(() => {
+        controller?.abort();
+        onDone(new Error(`no data from the API server for ${timeoutSeconds + 60} s`));
+      }, (timeoutSeconds + 60) * 1000);
+      silence.unref();
+      const query: Record<string, string> = { allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) };
+      if (resourceVersion) query.resourceVersion = resourceVersion;
+      new Watch(this.kubeConfig())
+        .watch(
+          path,
+          query,
+          (type: string, object: unknown) => {
+            if (settled || aborted || typeof type !== 'string') return;
+            silence?.refresh();
             events++;
-            onEvent(event);
-          }
-        });
-        res.on('end', () => finish(res.complete ? undefined : new Error('the watch stream was cut')));
-        res.on('aborted', () => finish(new Error('the watch stream was cut')));
-        res.on('error', (err) => finish(err));
-        res.on('close', () => finish(res.complete ? undefined : new Error('the watch stream was cut')));
-      });
-      req.end();
+            onEvent({ type: type as WatchEvent['type'], object: object as WatchEvent['object'] });
+          },
+          onDone,
+        )
+        .then(
+          (c) => {
+            controller = c;
+            if (aborted) c.abort();
+          },
+          onDone,
+        );
     });
     return {
       done,
       abort() {
         aborted = true;
-        req?.destroy();
+        controller?.abort();
       },
     };
   }
 
   close(): void {
-    this.agent.destroy();
+    this.agent?.destroy();
   }
 }
 

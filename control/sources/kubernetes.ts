@@ -1,7 +1,6 @@
 /**
  * `waypost control --kubernetes`: CRDs from a Kubernetes API server, kept current by list + watch
- * (./kube-client.ts — on node:http/https, not `@kubernetes/client-node`, which this project does not depend on; see
- * that file for why and for how to swap it).
+ * (./kube-client.ts: `@kubernetes/client-node`'s KubeConfig and Watch under Waypost's own informer).
  *
  * Watched (every namespace, or one):
  * - `networking.istio.io/v1beta1` ServiceEntry, DestinationRule, VirtualService; `metaprotocol.aeraki.io/v1alpha1`

@@ -171,11 +171,11 @@ export class FakeKubeApi {
   }
 
   watchRequests(plural: string): RecordedRequest[] {
-    return this.requests.filter((r) => r.query.watch === '1' && r.path.endsWith(`/${plural}`));
+    return this.requests.filter((r) => isWatch(r.query) && r.path.endsWith(`/${plural}`));
   }
 
   listRequests(plural: string): RecordedRequest[] {
-    return this.requests.filter((r) => r.query.watch !== '1' && r.path.endsWith(`/${plural}`));
+    return this.requests.filter((r) => !isWatch(r.query) && r.path.endsWith(`/${plural}`));
   }
 
   private emit(coll: string, type: string, object: Obj): void {
@@ -209,7 +209,7 @@ export class FakeKubeApi {
     const apiVersion = r.group ? `${r.group}/${r.version}` : r.version;
     const visible = (o: Obj): boolean => !namespace || o.metadata.namespace === namespace;
 
-    if (query.watch === '1' || query.watch === 'true') {
+    if (isWatch(query)) {
       const from = Number(query.resourceVersion ?? '0');
       if (from < this.oldest) {
         if (this.goneAsHttp) return status(410, 'Expired', `too old resource version: ${from} (${this.oldest})`);
@@ -263,4 +263,9 @@ export class FakeKubeApi {
       }),
     );
   }
+}
+
+/** `watch=1` and `watch=true` both open a watch, as on a real API server (the client library sends `true`). */
+function isWatch(query: Record<string, string>): boolean {
+  return query.watch === '1' || query.watch === 'true';
 }

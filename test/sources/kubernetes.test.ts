@@ -238,6 +238,7 @@ describe('KubernetesSource: list and watch', () => {
     const resumed = api.watchRequests('metarouters').slice(watches);
     expect(resumed.length).toBeGreaterThanOrEqual(1);
     expect(resumed[0]!.query.resourceVersion).toBe(rv);
+    expect(resumed[0]!.query.watch).toBe('true'); // opened by @kubernetes/client-node's Watch
     expect(resumed[0]!.query.allowWatchBookmarks).toBe('true');
     expect(api.listRequests('metarouters').length).toBe(lists);
   });
