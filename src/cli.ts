@@ -13,7 +13,7 @@ import { log, setLogLevel } from './log.js';
 import { setDefaultMeshCerts } from './tls.js';
 import { isWorker, runPrimary, serveWorker } from './workers.js';
 import { ConfigRejectedError, Proxy } from './proxy.js';
-import { defaultNodeId, splitHostPort } from './xds/options.js';
+import { defaultNodeId, grpcAddress, parseXdsAddress, splitHostPort, type XdsAddress } from './xds/options.js';
 
 /** `waypost` — the command line (CONTRACT §1). Exit codes: 0 ok, 1 invalid input, 2 usage. */
 
@@ -21,9 +21,9 @@ const USAGE = `Usage: waypost <command> [options]
 
 Commands:
   proxy --config PATH...      run the data plane from CRD YAML files or directories (watched)
-  proxy --xds HOST:PORT       run the data plane from an xDS server (ADS over gRPC)
+  proxy --xds HOST:PORT       run the data plane from an xDS server (ADS over gRPC); or --xds unix:PATH
   control --config PATH... --xds-listen HOST:PORT
-                              serve the CRDs' xDS resources over gRPC ADS (files watched)
+                              serve the CRDs' xDS resources over gRPC ADS (files watched); or unix:PATH
     [--kubernetes [--kubeconfig PATH]]   also the CRDs, Services and EndpointSlices of a Kubernetes API server
     [--zookeeper HOST:PORT]              also the Dubbo providers registered in ZooKeeper (as ServiceEntries)
   validate PATH...            check CRDs; one line per problem: file:doc: Kind/name: field.path: what is wrong
@@ -211,9 +211,9 @@ async function main(argv: string[]): Promise<number> {
       const onProxy = isWorker() ? serveWorker : undefined;
       if (isWorker()) admin = 'off';
       if (values.xds !== undefined) {
-        usageCheck(() => splitHostPort(values.xds!, '--xds'));
+        const server = grpcAddress(usageCheck(() => parseXdsAddress(values.xds!, '--xds')));
         if (values.node === '') throw new UsageError('--node must not be empty');
-        return runXdsProxy(values.xds, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize, onProxy, ops });
+        return runXdsProxy(server, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize, onProxy, ops });
       }
       return runProxy(paths, { bind, admin, registry, maxFrameSize, onProxy, ops });
     }
@@ -229,7 +229,7 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError('control needs --config PATH (files or directories of CRD YAML), --kubernetes or --zookeeper HOST:PORT');
       }
       if (values['xds-listen'] === undefined) throw new UsageError('control needs --xds-listen HOST:PORT (the gRPC ADS address)');
-      const xds = usageCheck(() => splitHostPort(values['xds-listen']!, '--xds-listen'));
+      const xds = usageCheck(() => parseXdsAddress(values['xds-listen']!, '--xds-listen'));
       const adminText = values.admin ?? DEFAULT_CONTROL_ADMIN;
       const admin = adminText === 'off' ? undefined : usageCheck(() => splitHostPort(adminText, '--admin'));
       const sources = await controlSources({ kubernetes: values.kubernetes ?? false, kubeconfig: values.kubeconfig, zookeeper: values.zookeeper });
@@ -341,7 +341,7 @@ async function controlSources(opts: { kubernetes: boolean; kubeconfig: string | 
 async function runControl(
   paths: string[],
   opts: {
-    xds: { host: string; port: number };
+    xds: XdsAddress;
     admin: { host: string; port: number } | undefined;
     bind: string;
     knownCodecs: string[];

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import { ConfigWatcher } from '../../src/config-watch.js';
 import { log } from '../../src/log.js';
+import { grpcAddress, type XdsAddress } from '../../src/xds/options.js';
 import { TYPE_SHORT } from '../../src/xds/protos.js';
 import type { ResourceSnapshot } from '../../src/xds/resources.js';
 import type { DocumentSource } from '../sources/source.js';
@@ -17,7 +18,8 @@ export { DEFAULT_CONTROL_ADMIN } from './defaults.js';
 export interface ControlPlaneOptions extends XdsServerOptions {
   /** CRD files or directories. */
   paths: string[];
-  xds: { host: string; port: number };
+  /** `host:port` (port 0 picks one) or a Unix socket path. */
+  xds: XdsAddress;
   /** Admin HTTP address; undefined: none. */
   admin?: { host: string; port: number };
   /** Listener address for ServiceEntries without addresses (translate's `bind`). */
@@ -88,9 +90,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
   for (const src of opts.sources ?? []) await src.start(sourceChanged);
   await load(true);
-  const xdsPort = await server.listen(opts.xds.host, opts.xds.port);
+  const xdsPort = await server.listen(opts.xds);
   listening = true;
-  log.info('xds listening', { address: `${opts.xds.host.includes(':') ? `[${opts.xds.host}]` : opts.xds.host}:${xdsPort}` });
+  log.info('xds listening', { address: opts.xds.path !== undefined ? grpcAddress(opts.xds) : grpcAddress({ host: opts.xds.host, port: xdsPort }) });
 
   const watcher = new ConfigWatcher(
     opts.paths,

@@ -15,9 +15,11 @@
  *   ignored (SotW), as the xDS protocol says.
  */
 import { createHash } from 'node:crypto';
+import { lstatSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { log } from '../../src/log.js';
+import { grpcAddress, type XdsAddress } from '../../src/xds/options.js';
 import {
   adsServiceDefinition,
   type DeltaDiscoveryRequest,
@@ -178,20 +180,24 @@ export class XdsServer {
     return this.tables.get(typeUrl);
   }
 
-  /** Starts serving on `host:port` (port 0 picks one); resolves with the bound port. */
-  async listen(host: string, port: number): Promise<number> {
+  /**
+   * Starts serving on `host:port` (port 0 picks one) or a Unix socket; resolves with the bound port (0 for a socket).
+   * A socket file left by an earlier run is removed first, as a restarted agent would.
+   */
+  async listen(at: XdsAddress): Promise<number> {
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
     server.addService(adsServiceDefinition, {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => this.attach(new SotwStream(this, this.nextStreamId++, call)),
       DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
         this.attach(new DeltaStream(this, this.nextStreamId++, call)),
     });
-    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    if (at.path !== undefined) removeStaleSocket(at.path);
+    const address = grpcAddress(at);
     const bound = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.grpcServer = server;
-    return bound;
+    return at.path !== undefined ? 0 : bound;
   }
 
   private attach(stream: AdsStream): void {
@@ -590,5 +596,14 @@ class DeltaStream extends AdsStream {
     this.write(response);
     this.server.status.sent(this.nodeId, typeUrl, { version: table.version, nonce, resources: resources.length, removed: removed.length });
     log.debug('xds delta sent', { node: this.nodeId, type: TYPE_SHORT[typeUrl] ?? typeUrl, nonce, resources: resources.length, removed: removed.length });
+  }
+}
+
+/** Removes `p` when it is a socket (a stale one from a run that did not clean up); anything else is left alone. */
+function removeStaleSocket(p: string): void {
+  try {
+    if (lstatSync(p).isSocket()) unlinkSync(p);
+  } catch {
+    // not there
   }
 }

@@ -384,7 +384,7 @@ describe('serving and the Waypost data plane', () => {
     server.setSnapshot(snapshot!);
     expect(server.resourceNames(TYPE_HTTP_ROUTE)).toEqual([`${HOST}:50051`]);
     expect(server.resourceNames(TYPE_META_ROUTE)).toEqual([`${DUBBO}_20880`]);
-    const port = await server.listen('127.0.0.1', 0);
+    const port = await server.listen({ host: '127.0.0.1', port: 0 });
     const ads = rawAdsClient(port);
     try {
       const stream = ads.sotw();

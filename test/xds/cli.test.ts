@@ -24,6 +24,8 @@ describe('waypost CLI: control and proxy --xds', () => {
     [['control', '--config', '.', '--xds-listen', '127.0.0.1:1', '--node', 'x'], /--xds and --node are options of proxy/],
     [['proxy', '--xds', '127.0.0.1:1', '--config', '.'], /either --config PATH\.\.\. or --xds HOST:PORT, not both/],
     [['proxy', '--xds', 'host-without-port'], /--xds wants HOST:PORT/],
+    [['proxy', '--xds', 'unix:'], /--xds wants unix:PATH with a path, not "unix:"/],
+    [['control', '--config', '.', '--xds-listen', 'unix://'], /--xds-listen wants unix:PATH with a path/],
     [['proxy', '--config', '.', '--node', 'n'], /--node goes with --xds/],
     [['proxy', '--xds', '127.0.0.1:1', '--bind', '0.0.0.0'], /--bind goes with --config/],
     [['proxy', '--config', '.', '--xds-listen', '127.0.0.1:1'], /--xds-listen is an option of control/],
