@@ -2,31 +2,34 @@
  * Config-propagation time over xDS: from a CRD file change to the moment every data-plane client has ACKed the new
  * version, for 1 and for 50 data-plane clients.
  *
- *   npx tsc -p . && node dist/bench/xds/propagation.js [--runs 9] [--clients 1,50] [--poll-ms 5] [--json FILE]
+ *   npx tsc -p . && node dist/bench/xds/propagation.js [--runs 9] [--clients 1,50] [--poll-ms 5] [--mode real|inprocess] [--json FILE]
  *
  * What runs:
  * - `waypost control` (the built CLI, a child process) on a temp config directory: the Dubbo demo service
- *   (1 listener, 3 clusters, 1 RouteConfiguration) and its MetaRouter.
+ *   (1 listener, 3 clusters, 1 RouteConfiguration) and its MetaRouter. It serves ADS on a Unix socket
+ *   (`--xds-listen unix:…`), which every client below reaches.
  * - One real `waypost proxy --xds` (child process): the "1 client" case.
- * - For the "50 clients" case, 50 lightweight clients more, in this process: each is the data plane's own
- *   `XdsClient` (src/xds/client.ts: the same ADS stream, decoding, warming and ACK-after-apply code) driving a
- *   proxy double whose `apply` does what `Proxy.apply` checks up front — compiles every RouteConfiguration and
- *   prepares every listener's network filter (codec lookup, filter chain, routes) — but binds no socket (50 real
- *   proxies in one process would all bind the same listener address). So 51 nodes in that case.
+ * - For the "50 clients" case, 50 more clients:
+ *   - `--mode real` (the default where `unshare -n` works, i.e. as root): 50 more real `waypost proxy --xds`
+ *     processes, each in a network namespace of its own with only loopback up, so that each binds the listener the
+ *     control plane gives it (the same address for all, as pods would) — 51 real proxies;
+ *   - `--mode inprocess` (the fallback): 50 of the data plane's own `XdsClient` (src/xds/client.ts: the same ADS
+ *     stream, decoding, warming and ACK-after-apply code) in this process, each driving a proxy double whose `apply`
+ *     compiles every RouteConfiguration and prepares every listener's network filter, but binds no socket.
  *
  * Each run rewrites the MetaRouter (all to v1 ↔ all to v2: an RDS-only change) by rename and polls the control
  * plane's `GET /debug/syncz` every `--poll-ms` until every node's RouteConfiguration `last_acked` is the newly served
- * version. Reported per client count (min / median / max over the runs):
+ * version (a data plane ACKs after it applied the change). Reported per client count (min / median / max over the
+ * runs):
  * - `write→ACKed`: the file write to the last node's ACK — the whole propagation;
  * - `write→served`: until the control plane serves the new version (its file poll: every 200 ms, and a change
  *   counts once it held still for one more poll — so 200–400 ms — then the compile);
  * - `served→ACKed`: from then until the last ACK (the push debounce, 100 ms, then send, decode, apply, ACK);
- * - `write→applied (in-process)`: the client side, until the last in-process client's apply returned (its ACK is
- *   sent right after), for the 50-client case.
+ * - `write→applied (in-process)`: with `--mode inprocess`, until the last in-process client's apply returned.
  *
- * Bounded: each run gives up after 10 s, the whole bench after 3 minutes; every child is killed at the end.
+ * Bounded: each run gives up after 10 s, the whole bench after 5 minutes; every child is killed at the end.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -44,17 +47,19 @@ import { TYPE_META_ROUTE, type ResourceSnapshot } from '../../src/xds/resources.
 
 const HOST = 'org.apache.dubbo.samples.basic.api.demoservice';
 const RUN_TIMEOUT_MS = 10_000;
-const BENCH_DEADLINE_MS = 180_000;
+const BENCH_DEADLINE_MS = 300_000;
 
 interface Args {
   runs: number;
   clients: number[];
   pollMs: number;
   json: string | undefined;
+  /** The n > 1 clients: real proxy processes (each in a network namespace of its own) or in-process doubles. */
+  mode: 'real' | 'inprocess' | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { runs: 9, clients: [1, 50], pollMs: 5, json: undefined };
+  const a: Args = { runs: 9, clients: [1, 50], pollMs: 5, json: undefined, mode: undefined };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -62,8 +67,9 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--clients' && v) (a.clients = v.split(',').map(Number)), i++;
     else if (k === '--poll-ms' && v) (a.pollMs = Number(v)), i++;
     else if (k === '--json' && v) (a.json = v), i++;
+    else if (k === '--mode' && (v === 'real' || v === 'inprocess')) (a.mode = v), i++;
     else if (k === '--help' || k === '-h') {
-      process.stdout.write('node dist/bench/xds/propagation.js [--runs 9] [--clients 1,50] [--poll-ms 5] [--json FILE]\n');
+      process.stdout.write('node dist/bench/xds/propagation.js [--runs 9] [--clients 1,50] [--poll-ms 5] [--mode real|inprocess] [--json FILE]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
   }
@@ -84,10 +90,17 @@ interface Cli {
   stop(): Promise<void>;
 }
 
-function spawnCli(args: string[]): Cli {
+/**
+ * Runs the built CLI; with `netns`, in a new network namespace with only its loopback up (`unshare -n`), so that
+ * every proxy binds the same listener address as it would in a pod of its own. It reaches the control plane through
+ * the Unix socket, which a filesystem path makes visible across network namespaces.
+ */
+function spawnCli(args: string[], netns = false): Cli {
   const cli = cliPath();
   if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (npx tsc -p .)`);
-  const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = netns
+    ? spawn('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(proc);
   const lines: string[] = [];
   const keep = (d: Buffer): void => {
@@ -110,6 +123,12 @@ function spawnCli(args: string[]): Cli {
       children.delete(proc);
     },
   };
+}
+
+/** Whether `unshare -n` works here (root, or a user namespace allowed): then 50 real proxies can bind one address. */
+function netnsAvailable(): boolean {
+  const r = spawnSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up'], { stdio: 'ignore', timeout: 5000 });
+  return r.status === 0;
 }
 
 // ---- admin polling --------------------------------------------------------------------------------------------------
@@ -278,36 +297,46 @@ async function main(): Promise<void> {
   deadline.unref();
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'waypost-xds-bench-'));
-  const [listen, v1, v2, xds, controlAdminPort, proxyAdminPort] = await freePorts(6);
+  const [listen, v1, v2, controlAdminPort, proxyAdminPort] = await freePorts(5);
+  const xds = `unix:${path.join(dir, 'xds.sock')}`;
+  const mode = args.mode ?? (netnsAvailable() ? 'real' : 'inprocess');
+  if (mode === 'real' && !netnsAvailable()) throw new Error('--mode real needs `unshare -n` (run as root)');
   const controlAdmin = `127.0.0.1:${controlAdminPort}`;
   writeFileSync(path.join(dir, 'service.yaml'), serviceYaml(listen!, v1!, v2!));
   let to: 'v1' | 'v2' = 'v1';
   writeFileSync(path.join(dir, 'router.yaml'), routerYaml(to));
 
   const lites: Lite[] = [];
+  const reals: Cli[] = [];
   let control: Cli | undefined;
   let proxy: Cli | undefined;
   const results = new Map<number, RunResult[]>();
   try {
-    control = spawnCli(['control', '--config', dir, '--xds-listen', `127.0.0.1:${xds}`, '--admin', controlAdmin, '--log-level', 'warn']);
+    control = spawnCli(['control', '--config', dir, '--xds-listen', xds, '--admin', controlAdmin, '--log-level', 'warn']);
     await until('the control plane to be ready', 15_000, async () => (await get(controlAdmin, '/ready')).status === 200);
-    proxy = spawnCli(['proxy', '--xds', `127.0.0.1:${xds}`, '--node', 'bench-proxy', '--admin', `127.0.0.1:${proxyAdminPort}`, '--log-level', 'warn']);
+    proxy = spawnCli(['proxy', '--xds', xds, '--node', 'bench-proxy', '--admin', `127.0.0.1:${proxyAdminPort}`, '--log-level', 'warn']);
     const nodes = new Set(['bench-proxy']);
 
     for (const n of [...args.clients].sort((a, b) => a - b)) {
-      // 1 client: the real proxy alone; n > 1: n in-process clients as well.
-      const wantLite = n === 1 ? 0 : n;
+      // 1 client: the real proxy alone; n > 1: n more, real proxies or in-process clients.
+      const wantLite = n === 1 || mode === 'real' ? 0 : n;
+      const wantReal = n === 1 || mode === 'inprocess' ? 0 : n;
+      while (reals.length < wantReal) {
+        const id = `bench-proxy-${reals.length + 1}`;
+        reals.push(spawnCli(['proxy', '--xds', xds, '--node', id, '--admin', 'off', '--log-level', 'warn'], true));
+        nodes.add(id);
+      }
       while (lites.length < wantLite) {
         const proxyDouble = new ProxyDouble();
         const id = `bench-lite-${lites.length + 1}`;
-        const client = new XdsClient({ server: `127.0.0.1:${xds}`, proxy: proxyDouble as unknown as Proxy, nodeId: id });
+        const client = new XdsClient({ server: xds, proxy: proxyDouble as unknown as Proxy, nodeId: id });
         client.start();
         lites.push({ client, proxy: proxyDouble });
         nodes.add(id);
       }
       const served0 = (await syncz(controlAdmin)).types[TYPE_META_ROUTE]!;
-      await until(`${nodes.size} nodes to ACK the first config`, 20_000, async () => allAcked(await syncz(controlAdmin), nodes, served0));
-      const label = n === 1 ? '1 (the real proxy)' : `${n} in-process + 1 real proxy`;
+      await until(`${nodes.size} nodes to ACK the first config`, 90_000, async () => allAcked(await syncz(controlAdmin), nodes, served0));
+      const label = n === 1 ? '1 (the real proxy)' : mode === 'real' ? `${n} + 1 real proxies (${n} in network namespaces)` : `${n} in-process + 1 real proxy`;
       process.stdout.write(`${label}: ${nodes.size} node(s) in sync; ${args.runs} runs\n`);
       const runs: RunResult[] = [];
       for (let r = 0; r < args.runs; r++) {
@@ -351,9 +380,12 @@ async function main(): Promise<void> {
     process.stderr.write(`propagation bench failed: ${(err as Error).message}\n`);
     if (control) process.stderr.write(`--- control:\n${control.output()}\n`);
     if (proxy) process.stderr.write(`--- proxy:\n${proxy.output()}\n`);
+    const quiet = reals.find((p) => p.output() !== '');
+    if (quiet) process.stderr.write(`--- one of the namespaced proxies:\n${quiet.output()}\n`);
     process.exitCode = 1;
   } finally {
     await Promise.all(lites.map((l) => l.client.close()));
+    await Promise.all(reals.map((p) => p.stop()));
     await proxy?.stop();
     await control?.stop();
     agent.destroy();
@@ -361,15 +393,17 @@ async function main(): Promise<void> {
   }
 
   const table: Array<Record<string, string>> = [];
-  const out: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, runs: args.runs, poll_ms: args.pollMs, results: {} };
+  const out: Record<string, unknown> = { date: new Date().toISOString(), mode, node: process.version, cpus: os.cpus().length, runs: args.runs, poll_ms: args.pollMs, results: {} };
   for (const [n, runs] of results) {
-    const row = {
-      clients: n === 1 ? '1 (real proxy)' : `${n} + 1 real proxy`,
+    const row: Record<string, string> = {
+      clients: n === 1 ? '1 (real proxy)' : mode === 'real' ? `${n} + 1 real proxies` : `${n} in-process + 1 real proxy`,
       'write→ACKed ms (min/med/max)': fmt(stats(runs.map((r) => r.writeToAcked))),
       'write→served ms': fmt(stats(runs.map((r) => r.writeToServed))),
       'served→ACKed ms': fmt(stats(runs.map((r) => r.servedToAcked))),
-      'write→applied (in-process) ms': runs.every((r) => r.writeToApplied !== undefined) && n > 1 ? fmt(stats(runs.map((r) => r.writeToApplied!))) : '—',
     };
+    if (mode === 'inprocess') {
+      row['write→applied (in-process) ms'] = runs.every((r) => r.writeToApplied !== undefined) && n > 1 ? fmt(stats(runs.map((r) => r.writeToApplied!))) : '—';
+    }
     table.push(row);
     (out.results as Record<string, unknown>)[String(n)] = runs;
   }
