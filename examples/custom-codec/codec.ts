@@ -8,7 +8,8 @@
  * What it does, and why (each point is something the data plane relies on):
  *
  * - Framing without copies: a frame that lies whole in one chunk is a `subarray` of it; only a frame split across
- *   chunks is gathered, into one buffer allocated at its final size once its 16-byte header is known.
+ *   chunks is gathered in Waypost's `PartialFrame`, which grows with what arrives rather than reserving the size the
+ *   header announces (a peer that announces 8 MiB and sends 10 bytes costs 10 bytes).
  * - Early rejection: bytes that cannot be KV-RPC are refused as soon as they are seen (the magic is checked byte by
  *   byte), and an oversize frame from its header alone, before any of its body is buffered.
  * - Lazy metadata: decode reads only the fixed header; the header section is parsed on the first `metadata.get`.

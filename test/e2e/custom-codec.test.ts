@@ -315,8 +315,7 @@ describe('the KV-RPC demo', () => {
 });
 
 /**
- * Known problems in src/ found while writing this example (reported, not fixed here: these tests fail until the
- * data plane changes).
+ * Two problems in src/ found while writing this example, fixed since: these tests keep them fixed.
  */
 describe('user codec loading (src/)', () => {
   const root = projectRoot();

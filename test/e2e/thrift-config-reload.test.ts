@@ -3,12 +3,11 @@
  * be served half-written. Thrift calls through `waypost proxy --config` while the MetaRouter's file is rewritten with
  * equivalent content (only a comment changes): every call must reach v1 and the config version must never change.
  *
- * FAILS against src/config-watch.ts as of this writing: the watcher reloads as soon as a file's mtime/size changes, so
- * a poll that lands between the truncation and the write applies the config *without* router.yaml (a valid config:
- * the host then gets a default route to all its endpoints) until the next poll — calls go to v2, and /config_dump
- * shows the version of the config with an empty router.yaml. The rewrites here run back to back only to make that
- * window easy to hit; a single rewrite hits it now and then (it made the Thrift suite flake before it switched to
- * rename-based writes).
+ * This guards src/config-watch.ts, which counts a changed file only once it held still for one more poll. A watcher
+ * that reloads as soon as a file's mtime/size changes (as an earlier one did) can land a poll between the truncation
+ * and the write and apply the config *without* router.yaml (a valid config: the host then gets a default route to
+ * all its endpoints) until the next poll: calls go to v2, and /config_dump shows that config's version. The rewrites
+ * here run back to back to make that window easy to hit.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
