@@ -51,6 +51,12 @@ export interface Frame {
    * connection, the variant its first bytes used (Thrift's transport and protocol). Undefined: one kind.
    */
   readonly upstreamKey?: string;
+  /**
+   * False when this frame has nowhere to carry a mutation (Thrift framed and unframed messages have no headers):
+   * the proxy then forwards it without the mutation, and counts and logs that, rather than dropping it silently.
+   * Undefined: mutations are carried.
+   */
+  readonly mutable?: boolean;
 }
 
 /** The generic causes of a local reply (CONTRACT §6); each codec maps them to its own native error. */

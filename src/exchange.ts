@@ -107,7 +107,9 @@ export class Exchange implements UpstreamRequest, Expirable {
     else this.cluster?.reportSuccess(this.endpoint!);
     if (failed && this.retry('error')) return;
     this.endAttempt();
-    const bytes = upstreamSession.encode(frame, { requestId: this.frame.requestId, mutation: this.route?.responseMutation });
+    const mutation = this.route?.responseMutation;
+    if (mutation !== undefined && frame.mutable === false) this.listener.mutationDropped(this.route!.name, 'response');
+    const bytes = upstreamSession.encode(frame, { requestId: this.frame.requestId, mutation });
     this.downstream.write(bytes);
     this.finish(frame.status === 'business_exception' ? 'business_exception' : failed ? 'error' : 'success');
   }

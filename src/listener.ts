@@ -218,6 +218,22 @@ export class ListenerRuntime {
     return this.metrics.upstreamOverflow.labels(cluster, limit);
   }
 
+  /**
+   * A route's mutation could not be carried by a message (see `Frame.mutable`): counted each time, logged once per
+   * route and direction on this listener so that a misconfiguration is seen without flooding the log.
+   */
+  mutationDropped(route: string, direction: 'request' | 'response'): void {
+    this.metrics.mutationsDropped.labels(this.name, route).inc();
+    const key = `${direction} ${route}`;
+    if (this.mutationDropWarned.has(key)) return;
+    this.mutationDropWarned.add(key);
+    log.warn(
+      `route ${route} on listener ${this.name} has a ${direction} mutation, but its ${this.protocol} messages have nowhere to carry it ` +
+        '(Thrift: only THeader messages have headers); forwarding them unchanged, counted in waypost_mutations_dropped_total',
+    );
+  }
+  private readonly mutationDropWarned = new Set<string>();
+
   /** Counters of rarer events (retries, faults, rate limits), resolved on use. */
   retryCounter(route: string, cluster: string): { inc(): void } {
     return this.metrics.retries.labels(route, cluster);

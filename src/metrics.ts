@@ -100,6 +100,12 @@ export class Metrics {
     labelNames: ['route', 'type'] as const,
     registers: [this.registry],
   });
+  readonly mutationsDropped = new Counter({
+    name: 'waypost_mutations_dropped_total',
+    help: 'Messages forwarded without their route\'s mutation because their framing has nowhere to carry it (Thrift without THeader)',
+    labelNames: ['listener', 'route'] as const,
+    registers: [this.registry],
+  });
   readonly rateLimited = new Counter({
     name: 'waypost_rate_limited_total',
     help: 'Requests answered locally because a rate limit was exceeded',

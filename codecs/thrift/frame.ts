@@ -148,6 +148,11 @@ export class ThriftFrame implements Frame, Metadata {
     return this;
   }
 
+  /** Only THeader messages have headers to carry a mutation in. */
+  get mutable(): boolean {
+    return this.header !== undefined;
+  }
+
   /** The method name without a `Service:` prefix. */
   get method(): string {
     return this.nameParts().method;

@@ -324,6 +324,9 @@ export function runConformance(name: string, fixtureOrLoader: CodecFixture | (()
         expect(back.type, sm.name).toBe(f.type);
         expect(back.status, sm.name).toBe(f.status);
         if (fx.codec.multiplexing === 'id') expect(back.requestId, sm.name).toBe(77);
+        // Frame.mutable tells the proxy whether a mutation reaches the wire (false: it counts and logs the drop).
+        if (sm.mutable === true) expect(f.mutable, `${sm.name}: a frame that carries mutations must not say mutable: false`).not.toBe(false);
+        if (sm.mutable === false) expect(f.mutable, `${sm.name}: a frame that cannot carry a mutation must say so`).toBe(false);
         if (sm.mutable !== true) continue;
         expect(back.metadata.get('x-conformance'), sm.name).toBe('añadido ✓ 🚦');
         expect(back.metadata.get('x-conformance-case'), `${sm.name}: a mixed-case mutation key reads back lower-case`).toBe('Mixed Value');

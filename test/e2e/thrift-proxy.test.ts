@@ -475,11 +475,16 @@ describe('routing on greeter.waypost.test (python THeader servers v1 and v2)', (
       ok: 'hello r from v1',
       headers: { 'x-served-by': 'waypost' },
     });
-    // Framed Thrift has nowhere to carry headers: the call still works, the server sees none.
+    expect(await metric(/^waypost_mutations_dropped_total\{[^}]*route="mutate"/)).toBe(0);
+    // Framed Thrift has nowhere to carry headers: the call still works, the server sees none, and the dropped
+    // mutations are counted (a request and a response mutation per call) and logged once, not ignored in silence.
     expect(await pythonCall(gen, 'framed', 'binary', mainPort, [{ method: 'headers' }, { method: 'hello', args: ['y'] }])).toEqual([
       { ok: {} },
       { ok: 'hello y from v1' },
     ]);
+    expect(await metric(/^waypost_mutations_dropped_total\{[^}]*route="mutate"/)).toBe(4);
+    const warnings = proxy.output().split('\n').filter((l) => l.includes('route mutate on listener') && l.includes('nowhere to carry it'));
+    expect(warnings.length).toBe(2); // once for the request mutation, once for the response mutation
   });
 });
 
