@@ -621,6 +621,28 @@ describe('sequence ids', () => {
     x!.forEach((r, i) => expect(String((r as { ok: string }).ok)).toMatch(new RegExp(`^hello xavier-${i} from v[12]$`)));
     y!.forEach((r, i) => expect(String((r as { ok: string }).ok)).toMatch(new RegExp(`^hello yvonne-${i} from v[12]$`)));
   });
+
+  it('shares one upstream connection between clients by rewriting their seqids, and restores each client\'s own', async () => {
+    // npm's framed/binary server records the seqid of every call it receives and counts the connections it accepts.
+    const target = matrix.get('npm-framed-binary')!;
+    const server = npmServers.find((s) => s.port === target.port)!;
+    const acceptedBefore = server.accepted();
+    const seen = server.seqids.length;
+    const a = npm(target.listen, 'framed', 'binary');
+    const b = npm(target.listen, 'framed', 'binary');
+    const calls: Array<Promise<string>> = [];
+    for (let i = 0; i < 20; i++) calls.push(a.greeter.hello(`alice-${i}`), b.greeter.hello(`bob-${i}`));
+    const answers = await Promise.all(calls);
+    answers.forEach((answer, i) => expect(answer).toBe(`hello ${i % 2 === 0 ? 'alice' : 'bob'}-${Math.floor(i / 2)} from m`));
+    expect([...a.errors, ...b.errors]).toEqual([]);
+    // Both clients sent seqids 1..20; upstream, the 40 calls arrived on at most one new connection (the pool's one per
+    // endpoint, opened earlier or now), each with a seqid of its own.
+    const upstreamSeqids = server.seqids.slice(seen);
+    expect(upstreamSeqids).toHaveLength(40);
+    expect(new Set(upstreamSeqids).size).toBe(40);
+    expect(server.accepted() - acceptedBefore).toBeLessThanOrEqual(1);
+    expect(server.accepted()).toBeGreaterThanOrEqual(1);
+  });
 });
 
 /**
