@@ -4,7 +4,7 @@
  * server (the generated processor).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, symlinkSync } from 'node:fs';
+import { existsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type net from 'node:net';
 import path from 'node:path';
@@ -28,6 +28,8 @@ export function generate(): Generated {
     // Plain `js:node` output calls thrift.Q, which thrift 0.24 no longer has.
     execFileSync(thriftBin, ['-r', '--gen', 'js:node,es6', '-out', dir, IDL()], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
     symlinkSync(path.join(projectRoot(), 'node_modules'), path.join(dir, 'node_modules'));
+    // The generated code is CommonJS: say so, or a `"type": "module"` package.json above TMPDIR would make it ESM.
+    writeFileSync(path.join(dir, 'package.json'), '{"type":"commonjs"}\n');
   } catch (e) {
     tmp.remove();
     throw new Error(`thrift code generation failed (is thrift-compiler installed?): ${(e as Error).message}`);
