@@ -124,6 +124,31 @@ describe('upstream AUTH (RedisDestination)', () => {
     expect(reply).toMatch(/^-ERR upstream failure: handshake refused by cluster outbound\|\d+\|\|secure\.redis\.svc\.cluster\.local .*WRONGPASS/);
     await fx.apply(base());
   });
+
+  it('logs in as the configured ACL user (username and password), and a wrong username is refused', async () => {
+    // A Redis 6+ ACL user who may only touch keys under acl:, so that what it can do shows who the proxy logged in as.
+    await secure.direct().call('ACL', 'SETUSER', 'alice', 'on', '>alice-pw', '~acl:*', '+@all');
+    await fx.apply([
+      ...base(),
+      redisDestination('secure', { host: SECURE, trafficPolicy: { connectionPool: { redis: { auth: { plain: { username: 'alice', password: 'alice-pw' } } } } } }),
+    ]);
+    const raw = await fx.raw(ports[2]!);
+    expect(await raw.commands([['SET', 'acl:k', 'v'], ['GET', 'acl:k'], ['ACL', 'WHOAMI']])).toEqual(['+OK', '$1\r\nv', '$5\r\nalice']);
+    // alice may not write outside acl:, so the proxy's connection is hers, not the default user's.
+    expect((await raw.commands([['SET', 'other', 'v']]))[0]).toMatch(/^-NOPERM/);
+    expect(await secure.direct().get('acl:k')).toBe('v');
+    const clients = String(await secure.direct().call('CLIENT', 'LIST'));
+    expect(clients).toMatch(/ user=alice /);
+
+    await fx.apply([
+      ...base(),
+      redisDestination('secure', { host: SECURE, trafficPolicy: { connectionPool: { redis: { auth: { plain: { username: 'mallory', password: 'alice-pw' } } } } } }),
+    ]);
+    const again = await fx.raw(ports[2]!);
+    const [reply] = await again.commands([['GET', 'acl:k']]);
+    expect(reply).toMatch(/^-ERR upstream failure: handshake refused by cluster .*secure\.redis\.svc\.cluster\.local .*WRONGPASS/);
+    await fx.apply(base());
+  });
 });
 
 describe('mirrors', () => {
@@ -245,16 +270,20 @@ describe('op timeout', () => {
 
 describe('upstream write batching', () => {
   it('flushes at max_buffer_size_before_flush or after buffer_flush_timeout, answers unchanged', async () => {
-    await fx.apply([...base(), redisService('main', { host: [MAIN], settings: { maxBufferSizeBeforeFlush: 1024, bufferFlushTimeout: '20ms' } })]);
+    // A long timer, so that what is answered before it fired was flushed by size.
+    await fx.apply([...base(), redisService('main', { host: [MAIN], settings: { maxBufferSizeBeforeFlush: 1024, bufferFlushTimeout: '2s' } })]);
     const raw = await fx.raw(ports[0]!);
     // One small command waits for the timer.
-    const t0 = Date.now();
+    let t0 = Date.now();
     expect(await raw.commands([['SET', 'b1', 'x']])).toEqual(['+OK']);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(15);
-    // Many commands flush by size.
-    const cmds = Array.from({ length: 500 }, (_, i) => ['SET', `batch${i}`, 'v'.repeat(20)]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1600);
+    // 13 commands of 80 bytes each: the 13th takes the buffer to 1,040 bytes, past the limit, so all of it leaves at
+    // once instead of waiting 2 s.
+    const cmds = Array.from({ length: 13 }, (_, i) => ['SET', `s${String(i).padStart(3, '0')}`, 'v'.repeat(50)]);
+    t0 = Date.now();
     expect(await raw.commands(cmds)).toEqual(cmds.map(() => '+OK'));
-    expect(await main.direct().get('batch499')).toBe('v'.repeat(20));
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(await main.direct().get('s012')).toBe('v'.repeat(50));
     await fx.apply(base());
   });
 });
