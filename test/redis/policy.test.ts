@@ -1,7 +1,8 @@
 /**
  * Redis proxy policies against real redis-servers: downstream AUTH (RedisService settings.auth), upstream AUTH to a
- * `redis-server --requirepass` (RedisDestination), mirrors with excludeReadCommands, ERROR and DELAY faults,
- * opTimeout against a paused server, and upstream write batching.
+ * `redis-server --requirepass` and as an ACL user (RedisDestination), mirrors with excludeReadCommands, ERROR and
+ * DELAY faults, fault and mirror percentages within binomial bounds, opTimeout against a paused server, and upstream
+ * write batching.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,6 +17,7 @@ import {
   startRedis,
   type RedisServer,
 } from './helpers.js';
+import { binomialBounds } from '../policy/fixture.js';
 
 const MAIN = 'main.redis.svc.cluster.local';
 const MIRROR = 'mirror.redis.svc.cluster.local';
@@ -246,6 +248,83 @@ describe('faults', () => {
     expect(answered).toBe(false);
     expect(await answers).toEqual(['$1\r\nv', '+OK']);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(790);
+    await fx.apply(base());
+  });
+});
+
+describe('fault and mirror percentages (binomial bounds)', () => {
+  it('errors about 30% of GETs with ERROR 30% on [GET]; a fault without commands applies to every command', async () => {
+    await fx.apply([
+      ...base(),
+      redisService('main', {
+        host: [MAIN],
+        faults: [
+          { type: 'ERROR', percentage: { value: 30 }, commands: ['GET'] },
+          { type: 'ERROR', percentage: { value: 10 } }, // no command list: every command, GET included
+        ],
+      }),
+    ]);
+    await main.direct().set('pct', 'v');
+    const raw = await fx.raw(ports[0]!);
+    const n = 600;
+    const gets = await raw.commands(Array.from({ length: n }, () => ['GET', 'pct']));
+    const sets = await raw.commands(Array.from({ length: n }, (_, i) => ['SET', `pct-${i}`, 'v']));
+    const failedGets = gets.filter((r) => r === '-ERR Fault Injected: Error').length;
+    const failedSets = sets.filter((r) => r === '-ERR Fault Injected: Error').length;
+    expect(gets.filter((r) => r !== '-ERR Fault Injected: Error').every((r) => r === '$1\r\nv')).toBe(true);
+    expect(sets.filter((r) => r !== '-ERR Fault Injected: Error').every((r) => r === '+OK')).toBe(true);
+    // One draw per command against the cumulative percentages of the faults that apply to it (Envoy's reading):
+    // GET 30% + 10% = 40%; SET only the command-less 10%.
+    const [gLo, gHi] = binomialBounds(n, 0.4);
+    const [sLo, sHi] = binomialBounds(n, 0.1);
+    expect(failedGets).toBeGreaterThanOrEqual(gLo);
+    expect(failedGets).toBeLessThanOrEqual(gHi);
+    expect(failedSets).toBeGreaterThanOrEqual(sLo);
+    expect(failedSets).toBeLessThanOrEqual(sHi);
+    // The SETs that were not aborted reached the server; the aborted ones did not.
+    const written = await main.direct().mget(...Array.from({ length: n }, (_, i) => `pct-${i}`));
+    sets.forEach((r, i) => expect(written[i], `pct-${i}`).toBe(r === '+OK' ? 'v' : null));
+    await fx.apply(base());
+  });
+
+  it('delays about 50% of GETs with DELAY 50%, by at least the delay, and sends the rest at once', async () => {
+    await fx.apply([...base(), redisService('main', { host: [MAIN], faults: [{ type: 'DELAY', percentage: { value: 50 }, delay: '300ms', commands: ['GET'] }] })]);
+    await main.direct().set('half', 'v');
+    // One connection per GET, all at once, so that a delayed one cannot hold back the next answer on its connection.
+    const n = 60;
+    const conns = await Promise.all(Array.from({ length: n }, () => fx.raw(ports[0]!)));
+    const injectedBefore = await fx.metric(/^waypost_faults_injected_total\{.*type="delay"/);
+    const t0 = Date.now();
+    const took = await Promise.all(
+      conns.map(async (c) => {
+        expect(await c.commands([['GET', 'half']])).toEqual(['$1\r\nv']);
+        return Date.now() - t0;
+      }),
+    );
+    const injected = (await fx.metric(/^waypost_faults_injected_total\{.*type="delay"/)) - injectedBefore;
+    const [lo, hi] = binomialBounds(n, 0.5);
+    expect(injected).toBeGreaterThanOrEqual(lo);
+    expect(injected).toBeLessThanOrEqual(hi);
+    // Exactly the delayed GETs took the delay; the others were not held behind them.
+    expect(took.filter((ms) => ms >= 295).length).toBe(injected);
+    await fx.apply(base());
+  });
+
+  it('mirrors about 50% of writes with percentage 50', async () => {
+    await fx.apply([
+      ...base(),
+      redisService('main', { host: [MAIN], redis: [{ route: { host: MAIN }, mirror: [{ route: { host: MIRROR }, percentage: { value: 50 } }] }] }),
+    ]);
+    const n = 400;
+    const raw = await fx.raw(ports[0]!);
+    expect(await raw.commands(Array.from({ length: n }, (_, i) => ['SET', `half-mirror-${i}`, 'v']))).toEqual(Array.from({ length: n }, () => '+OK'));
+    // Every write reached the primary; the mirror got its share (its replies are discarded, so give it a moment).
+    expect((await main.direct().mget(...Array.from({ length: n }, (_, i) => `half-mirror-${i}`))).every((v) => v === 'v')).toBe(true);
+    await sleep(200);
+    const mirrored = (await mirror.direct().mget(...Array.from({ length: n }, (_, i) => `half-mirror-${i}`))).filter((v) => v === 'v').length;
+    const [lo, hi] = binomialBounds(n, 0.5);
+    expect(mirrored).toBeGreaterThanOrEqual(lo);
+    expect(mirrored).toBeLessThanOrEqual(hi);
     await fx.apply(base());
   });
 });
