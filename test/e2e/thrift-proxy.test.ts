@@ -23,6 +23,7 @@
  * of the server behind the listener it calls.
  */
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,8 +141,8 @@ function servicesYaml(): string {
   return docs.map((d) => YAML.stringify(d)).join('---\n');
 }
 
-function routerYaml(routes: RouteSpec[]): string {
-  return metaRouterYaml('greeter', HOST, routes);
+function routerYaml(routes: RouteSpec[], specExtra?: Record<string, unknown>): string {
+  return metaRouterYaml('greeter', HOST, routes, specExtra);
 }
 
 /**
@@ -158,8 +159,8 @@ function writeAtomically(file: string, text: string): void {
 const configVersion = (): Promise<string> => adminConfigVersion(proxy.adminAddress);
 
 /** Writes the main service's MetaRouter and waits until the proxy reports a new config version. */
-async function setRoutes(routes: RouteSpec[]): Promise<void> {
-  const text = routerYaml(routes);
+async function setRoutes(routes: RouteSpec[], specExtra?: Record<string, unknown>): Promise<void> {
+  const text = routerYaml(routes, specExtra);
   if (text === routerText) return; // the same config has the same version: nothing to wait for
   const before = await configVersion();
   routerText = text;
@@ -562,6 +563,55 @@ describe('local replies', () => {
     await expect(c.greeter.hello('after')).resolves.toBe('hello after from v2');
     await waitFor('the npm ping at v1', () => v1.stderr().includes('PING npm oneway\n'));
     expect(c.errors).toEqual([]);
+  });
+});
+
+describe('local replies for policies (CONTRACT: timeout, fault abort, rate limit)', () => {
+  it('answers INTERNAL_ERROR "timeout" naming the route when the upstream does not answer in time', async () => {
+    // Something that accepts and never answers, on the dead endpoint's port, for this test only.
+    const held = new Set<net.Socket>();
+    const silent = net.createServer((sock) => held.add(sock));
+    await new Promise<void>((resolve) => silent.listen(deadPort, '127.0.0.1', resolve));
+    try {
+      await setRoutes([
+        { name: 'slow', attributes: { 'x-user': { exact: 'slow' } }, to: [{ subset: 'dead' }], extra: { timeout: '300ms' } },
+        { name: 'rest', to: [{ subset: 'v1' }] },
+      ]);
+      const s = session('header', 'binary');
+      const r = await s.call({ method: 'hello', args: ['t'], headers: { 'x-user': 'slow' }, seqid: 41 });
+      expect(r).toEqual({ app: { type: INTERNAL_ERROR, message: expect.stringMatching(/timeout/) } });
+      expect((r as { app: { message: string } }).app.message).toContain('slow');
+      expect(await s.call({ method: 'hello', args: ['after'] })).toEqual({ ok: 'hello after from v1' });
+    } finally {
+      for (const sock of held) sock.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it('answers a fault abort with the errorCode as the TApplicationException type, or INTERNAL_ERROR without one', async () => {
+    await setRoutes([
+      { name: 'coded', attributes: { 'x-user': { exact: 'coded' } }, to: [{ subset: 'v1' }], extra: { fault: { abort: { errorCode: 7, message: 'injected by the test' } } } },
+      { name: 'plain', to: [{ subset: 'v1' }], extra: { fault: { abort: { percentage: { value: 100 } } } } },
+    ]);
+    const before = await metric(/^waypost_faults_injected_total\{.*type="abort"/);
+    const s = session('header', 'compact');
+    expect(await s.call({ method: 'hello', args: ['c'], headers: { 'x-user': 'coded' } })).toEqual({ app: { type: 7, message: 'injected by the test' } });
+    const [plain] = await pythonCall(gen, 'framed', 'binary', mainPort, [{ method: 'hello', args: ['p'] }]);
+    expect(plain).toEqual({ app: { type: INTERNAL_ERROR, message: expect.stringContaining('plain') } });
+    expect(await metric(/^waypost_faults_injected_total\{.*type="abort"/)).toBe(before + 2);
+  });
+
+  it('answers INTERNAL_ERROR "rate limited" over the localRateLimit bucket, and counts it', async () => {
+    await setRoutes([{ name: 'limited', to: [{ subset: 'v1' }] }], {
+      localRateLimit: { tokenBucket: { maxTokens: 2, tokensPerFill: 1, fillInterval: '60s' } },
+    });
+    const before = await metric(/^waypost_rate_limited_total\{.*route="limited"/);
+    const s = session('header', 'binary');
+    const results: PyResult[] = [];
+    for (let i = 0; i < 4; i++) results.push(await s.call({ method: 'hello', args: [`r${i}`] }));
+    expect(results.slice(0, 2)).toEqual([{ ok: 'hello r0 from v1' }, { ok: 'hello r1 from v1' }]);
+    for (const r of results.slice(2)) expect(r).toEqual({ app: { type: INTERNAL_ERROR, message: expect.stringMatching(/rate limited/) } });
+    expect(await metric(/^waypost_rate_limited_total\{.*route="limited"/)).toBe(before + 2);
   });
 });
 
