@@ -152,7 +152,7 @@ function metaRoute(name: string, c: MetaRoute, counts: Counts): SummaryRoute {
   const policy: string[] = [];
   if (c.timeout) policy.push(`timeout ${c.timeout}`);
   if (c.retry_policy && c.retry_policy.num_retries > 0) {
-    policy.push(`retries ${c.retry_policy.num_retries} on ${c.retry_policy.retry_on ?? 'connect-failure,reset,unavailable'}${c.retry_policy.per_try_timeout ? ` (per try ${c.retry_policy.per_try_timeout})` : ''}`);
+    policy.push(`retries ${c.retry_policy.num_retries} on ${c.retry_policy.retry_on ?? 'connect-failure,reset'}${c.retry_policy.per_try_timeout ? ` (per try ${c.retry_policy.per_try_timeout})` : ''}`);
   }
   if (c.fault?.delay) policy.push(`fault delay ${c.fault.delay.fixed_delay} × ${percentOf(c.fault.delay.percentage)}%`);
   if (c.fault?.abort) policy.push(`fault abort ${percentOf(c.fault.abort.percentage)}%${c.fault.abort.error_code !== undefined ? ` code ${c.fault.abort.error_code}` : ''}`);

@@ -172,7 +172,8 @@ export class Cluster {
   /** Outlier detection: a call to `e` failed (connect failure, reset, timeout, or an error status). */
   reportError(e: Endpoint): void {
     const od = this.settings.outlier;
-    if (!od) return;
+    // A threshold of 0 turns consecutive-error ejection off, as Istio's consecutive5xxErrors: 0 does.
+    if (!od || od.consecutiveErrors <= 0) return;
     e.consecutiveErrors++;
     if (e.consecutiveErrors < od.consecutiveErrors) return;
     const now = Date.now();

@@ -106,7 +106,7 @@ export class Route {
         ? {
             attempts: rp.num_retries,
             // Envoy's default retry_on for this kind of proxy: failures where the request surely did not run.
-            on: new Set((rp.retry_on ?? 'connect-failure,reset,unavailable').split(',').map((x) => x.trim()).filter(Boolean)),
+            on: new Set((rp.retry_on ?? 'connect-failure,reset').split(',').map((x) => x.trim()).filter(Boolean)),
           }
         : undefined;
     const f = config.fault;

@@ -146,4 +146,27 @@ describe('outlier detection', () => {
     report(`after the 1s ejection: the healed endpoint took ${a.requests.length - aBefore}/10 calls again`);
     expect(a.requests.length - aBefore).toBeGreaterThanOrEqual(4);
   });
+
+  it('never ejects with consecutive5xxErrors: 0 (Istio: that turns it off)', async () => {
+    reset();
+    a.mode = 'error';
+    const ejectionsBefore = await fx.metric(/^waypost_outlier_ejections_total\{/);
+    await fx.apply({
+      endpoints: [{ provider: a }, { provider: b }],
+      destinationRule: {
+        trafficPolicy: {
+          loadBalancer: { simple: 'ROUND_ROBIN' },
+          outlierDetection: { consecutive5xxErrors: 0, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 100 },
+        },
+      },
+      metaRouter: routeAll(),
+    });
+    const conn = await fx.connect();
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await fx.call(conn, 'sayHello', [`z${i}`])).status);
+    // Round robin keeps sending every other call to the failing endpoint: it is never taken out.
+    expect(statuses.filter((s) => s !== 20)).toHaveLength(10);
+    expect((await fx.metric(/^waypost_outlier_ejections_total\{/)) - ejectionsBefore).toBe(0);
+    a.mode = 'ok';
+  });
 });
