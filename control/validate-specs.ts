@@ -417,8 +417,11 @@ function checkMetaRoute(c: Checker, route: Mapping, path: string): void {
       c.percent(abort.percentage, `${path}.fault.abort.percentage`);
       const code = abort.errorCode;
       if (code !== undefined && code !== null) {
-        const ok = (typeof code === 'number' && Number.isInteger(code) && code >= 0) || (typeof code === 'string' && code !== '');
-        if (!ok) c.error(`${path}.fault.abort.errorCode`, `must be a non-negative integer or a non-empty string (got ${describe(code)})`);
+        // The protocol's own numeric status (Dubbo response status, Thrift TApplicationException type); a string of
+        // digits is taken too, as YAML authors quote numbers. A name such as SERVICE_ERROR is not: the data plane
+        // would refuse the whole config without a file or field to point at.
+        const ok = (typeof code === 'number' && Number.isInteger(code) && code >= 0) || (typeof code === 'string' && /^\d+$/.test(code));
+        if (!ok) c.error(`${path}.fault.abort.errorCode`, `must be a non-negative integer, the protocol's own status code (got ${describe(code)})`);
       }
       c.string(abort.message, `${path}.fault.abort.message`);
     }

@@ -416,8 +416,20 @@ const cases: Case[] = [
       '@:2: MetaRouter/mr: spec.routes[0].retries.retryOn: "reset,5xx," has an empty entry',
       '@:2: MetaRouter/mr: spec.routes[0].fault.delay.fixedDelay: required',
       '@:2: MetaRouter/mr: spec.routes[0].fault.delay.percentage.value: must be a number from 0 to 100 (got 120)',
-      '@:2: MetaRouter/mr: spec.routes[0].fault.abort.errorCode: must be a non-negative integer or a non-empty string (got number -3)',
+      "@:2: MetaRouter/mr: spec.routes[0].fault.abort.errorCode: must be a non-negative integer, the protocol's own status code (got number -3)",
     ],
+  },
+  {
+    name: 'MetaRouter: a fault errorCode is a number, not a status name',
+    yaml: docs(...BASE, route1('      fault: {abort: {errorCode: SERVICE_ERROR}}')),
+    errors: [
+      "@:2: MetaRouter/mr: spec.routes[0].fault.abort.errorCode: must be a non-negative integer, the protocol's own status code (got string \"SERVICE_ERROR\")",
+    ],
+  },
+  {
+    name: 'MetaRouter: a quoted numeric errorCode is fine',
+    yaml: docs(...BASE, route1('      fault: {abort: {errorCode: "80"}}')),
+    errors: [],
   },
   {
     name: 'MetaRouter: a fault needs delay or abort',
