@@ -204,4 +204,23 @@ describe('rate limits and circuit breakers', () => {
     // Capacity comes back once they finish.
     expect((await fx.call(conn, 'sayHello', ['after'])).status).toBe(20);
   });
+
+  it('a connection cap (tcp.maxConnections) answers over-limit locally once the cluster holds that many connections', async () => {
+    await fx.apply({
+      endpoints: [{ provider: p[0]! }, { provider: p[1]! }],
+      destinationRule: { trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, connectionPool: { tcp: { maxConnections: 1 } } } },
+      metaRouter: routeAll(),
+    });
+    const overflowBefore = await fx.metric(/^waypost_upstream_overflow_total\{.*limit="connections"/);
+    const conn = await fx.connect();
+    // Round robin: the first call opens the cluster's one connection (to one endpoint); the next call goes to the
+    // other endpoint, which would need a second connection.
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push(await fx.call(conn, 'sayHello', [`c${i}`]));
+    expect(results.filter((r) => r.status === 20)).toHaveLength(2);
+    const over = results.filter((r) => r.status === 100);
+    expect(over).toHaveLength(2);
+    expect(over[0]!.error?.message).toMatch(/limit of 1 connections/);
+    expect((await fx.metric(/^waypost_upstream_overflow_total\{.*limit="connections"/)) - overflowBefore).toBe(2);
+  });
 });
