@@ -84,7 +84,7 @@ describe('load balancing', () => {
     expect(timedOut).toBeLessThan(17);
   });
 
-  it('consistentHash keeps a key on its endpoint, and moves about 1/N of keys when an endpoint joins', async () => {
+  it('consistentHash keeps a key on its endpoint, and moves about 1/N of keys when an endpoint joins or leaves', async () => {
     const policy = { trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'user' } } } };
     await fx.apply({ endpoints: p.slice(0, 3).map((provider) => ({ provider })), destinationRule: policy, metaRouter: routeAll() });
     const conn = await fx.connect();
@@ -108,6 +108,25 @@ describe('load balancing', () => {
     // Ideal: 1/4 of the keys move.
     expect(moved).toBeGreaterThan(keys.length * 0.1);
     expect(moved).toBeLessThan(keys.length * 0.45);
+
+    // An endpoint leaves: only its own keys move (to the others), every other key stays where it was.
+    const withFour = new Map<string, string>();
+    for (const k of keys) withFour.set(k, await owner(k));
+    const leaving = p[1]!.address;
+    await fx.apply({ endpoints: p.filter((_, i) => i !== 1).map((provider) => ({ provider })), destinationRule: policy, metaRouter: routeAll() });
+    let left = 0;
+    for (const k of keys) {
+      const now = await owner(k);
+      if (withFour.get(k) === leaving) {
+        left++;
+        expect(now).not.toBe(leaving);
+      } else {
+        expect(now, `${k} stays on its endpoint`).toBe(withFour.get(k));
+      }
+    }
+    // About 1/4 of the keys were on the endpoint that left.
+    expect(left).toBeGreaterThan(keys.length * 0.1);
+    expect(left).toBeLessThan(keys.length * 0.45);
   });
 });
 
