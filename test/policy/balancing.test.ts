@@ -208,6 +208,24 @@ describe('rate limits and circuit breakers', () => {
     expect(limited.error?.message).toMatch(/rate limited/);
   });
 
+  it('a local rate limit refills its bucket: tokensPerFill more calls pass each fillInterval, never above maxTokens', async () => {
+    await fx.apply({
+      endpoints: [{ provider: p[0]! }],
+      metaRouter: { ...routeAll(), localRateLimit: { tokenBucket: { maxTokens: 3, tokensPerFill: 2, fillInterval: '1s' } } },
+    });
+    const conn = await fx.connect();
+    const burst = async (n: number): Promise<number> => {
+      let ok = 0;
+      for (let i = 0; i < n; i++) if ((await fx.call(conn, 'sayHello', ['r'])).status === 20) ok++;
+      return ok;
+    };
+    expect(await burst(5)).toBe(3); // a full bucket
+    await sleep(1_200); // one fill
+    expect(await burst(5)).toBe(2);
+    await sleep(3_300); // three fills would add 6: the bucket holds at most 3
+    expect(await burst(6)).toBe(3);
+  });
+
   it('a request cap (http2MaxRequests) answers over-limit locally instead of queueing', async () => {
     await fx.apply({
       endpoints: [{ provider: p[0]! }],
