@@ -70,9 +70,16 @@ export type LocalReplyKind =
   | 'bad_response'
   /**
    * Denied by an authorization policy (docs/security.md). A codec written before this kind existed may not know it:
-   * the data plane then answers with the codec's `fault_abort` error instead.
+   * the data plane then answers with the codec's `fault_abort` error instead (as for the two kinds below).
    */
-  | 'permission_denied';
+  | 'permission_denied'
+  /** The request's head framed fine but a part the proxy reads (arguments, attachments, headers) did not decode. */
+  | 'bad_request'
+  /** A bug in the proxy, a filter or a codec while handling this request: answered, counted, never fatal. */
+  | 'internal_error';
+
+/** Kinds a codec written before they existed may not know: answered with its `fault_abort` reply instead. */
+export const NEWER_LOCAL_REPLY_KINDS: ReadonlySet<LocalReplyKind> = new Set(['permission_denied', 'bad_request', 'internal_error']);
 
 export interface LocalReply {
   readonly kind: LocalReplyKind;

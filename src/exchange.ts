@@ -1,6 +1,6 @@
 import { routeMatchKeys } from './access-log.js';
 import { now as clockNow } from './clock.js';
-import type { CodecSession, Frame, KeyValue, LocalReplyKind } from './codec.js';
+import { NEWER_LOCAL_REPLY_KINDS, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
 import type { Cluster, Endpoint } from './cluster.js';
 import type { DownstreamConnection } from './downstream.js';
 import type { ListenerRuntime } from './listener.js';
@@ -152,10 +152,10 @@ export class Exchange implements UpstreamRequest, Expirable {
     try {
       bytes = this.session.localReply(this.frame, code === undefined ? { kind, message } : { kind, message, code });
     } catch (err) {
-      if (kind !== 'permission_denied') throw err;
+      if (!NEWER_LOCAL_REPLY_KINDS.has(kind)) throw err;
     }
-    // A user codec built before `permission_denied` existed may not answer it: use its generic error instead.
-    if (!bytes && kind === 'permission_denied' && this.expectsResponse) bytes = this.session.localReply(this.frame, { kind: 'fault_abort', message });
+    // A user codec built before a kind existed may not answer it: use its generic error instead.
+    if (!bytes && NEWER_LOCAL_REPLY_KINDS.has(kind) && this.expectsResponse) bytes = this.session.localReply(this.frame, { kind: 'fault_abort', message });
     if (bytes) this.downstream.write(bytes);
     this.finish('local_reply');
   }

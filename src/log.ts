@@ -30,7 +30,36 @@ function emit(level: LogLevel, msg: string, fields?: Record<string, unknown>): v
   sink(line);
 }
 
+/** When each rate-limited cause last logged, and how many of its lines were held back since. */
+const lastLogged = new Map<string, { at: number; suppressed: number }>();
+/** Distinct causes remembered at once: a peer that varies the cause cannot grow the map without bound. */
+const MAX_CAUSES = 1024;
+
+/**
+ * Logs at most once per `intervalMs` per `cause` (a peer that sends one bad frame after another must not flood the
+ * log); the next line for that cause says how many were held back. Counting is the metrics' job, not the log's.
+ */
+function limited(level: LogLevel, cause: string, intervalMs: number, msg: string, fields?: Record<string, unknown>): void {
+  if (ORDER[level] > threshold) return;
+  const now = Date.now();
+  const seen = lastLogged.get(cause);
+  if (seen && now - seen.at < intervalMs) {
+    seen.suppressed++;
+    return;
+  }
+  if (!seen && lastLogged.size >= MAX_CAUSES) lastLogged.delete(lastLogged.keys().next().value!);
+  const suppressed = seen?.suppressed ?? 0;
+  lastLogged.set(cause, { at: now, suppressed: 0 });
+  emit(level, msg, suppressed > 0 ? { ...fields, suppressed } : fields);
+}
+
+/** How often one cause may log a line, in the rate-limited calls. */
+export const LOG_INTERVAL_MS = 10_000;
+
 export const log = {
+  /** Rate-limited: once per {@link LOG_INTERVAL_MS} per cause (what a peer can trigger at will). */
+  warnLimited: (cause: string, msg: string, fields?: Record<string, unknown>) => limited('warn', cause, LOG_INTERVAL_MS, msg, fields),
+  errorLimited: (cause: string, msg: string, fields?: Record<string, unknown>) => limited('error', cause, LOG_INTERVAL_MS, msg, fields),
   error: (msg: string, fields?: Record<string, unknown>) => emit('error', msg, fields),
   warn: (msg: string, fields?: Record<string, unknown>) => emit('warn', msg, fields),
   info: (msg: string, fields?: Record<string, unknown>) => emit('info', msg, fields),

@@ -124,6 +124,10 @@ export function localReplyStatus(reply: LocalReply): number {
     case 'permission_denied':
       // As Envoy's generic_proxy Dubbo codec answers a PermissionDenied status (its RBAC filter's denial).
       return Status.SERVER_ERROR;
+    case 'bad_request':
+      return Status.BAD_REQUEST;
+    case 'internal_error':
+      return Status.SERVER_ERROR;
     case 'fault_abort': {
       // The code goes in one byte; 20 would announce a result body, which a message is not.
       const code = reply.code;

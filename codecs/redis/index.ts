@@ -78,6 +78,8 @@ export function localReplyText(request: Frame | undefined, reply: LocalReply): s
       return reply.message.startsWith('rate limited') ? 'ERR rate limited' : `ERR upstream overloaded: ${oneLine(reply.message)}`;
     case 'fault_abort':
       return `ERR ${oneLine(reply.message)}`;
+    case 'bad_request':
+      return `ERR bad request: ${oneLine(reply.message)}`;
     case 'permission_denied':
       // Redis' own ACL error prefix.
       return `NOPERM ${oneLine(reply.message)}`;

@@ -342,6 +342,8 @@ export function appExceptionType(reply: LocalReply): number {
       return AppExceptionType.UNKNOWN_METHOD;
     case 'fault_abort':
       return reply.code !== undefined && Number.isInteger(reply.code) ? reply.code | 0 : AppExceptionType.INTERNAL_ERROR;
+    case 'bad_request':
+      return AppExceptionType.PROTOCOL_ERROR;
     case 'permission_denied': // Thrift has no permission type: INTERNAL_ERROR, as Envoy's thrift_proxy local errors
     default:
       return AppExceptionType.INTERNAL_ERROR;

@@ -81,6 +81,8 @@ const KINDS: readonly LocalReplyKind[] = [
   'fault_abort',
   'bad_response',
   'permission_denied',
+  'bad_request',
+  'internal_error',
 ];
 
 /** Upstream ids the proxy may assign (it keeps them in 1..2^31-1), chosen to change varint widths. */
