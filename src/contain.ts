@@ -31,29 +31,18 @@ export interface Containable {
   contain(thrown: unknown, where: Continuation): void;
 }
 
-/** How contained errors are counted: set once per proxy (metrics), a no-op until then. */
-export interface ContainmentSink {
-  count(where: Continuation, reason: string, listener: string): void;
-}
-
-let sink: ContainmentSink = { count: () => undefined };
-
-export function setContainmentSink(s: ContainmentSink): void {
-  sink = s;
-}
-
 /** Why a throw happened, for the `reason` label: a codec's own reason, or `internal` for anything else (a bug). */
 export function reasonOf(thrown: unknown): string {
   return thrown instanceof CodecError ? thrown.reason : 'internal';
 }
 
 /**
- * Counts a contained error and logs it at most once per cause and interval. Owners call it from `contain`; the log
- * has the stack only for errors that are not a CodecError (those are bugs, not hostile bytes).
+ * Logs a contained error at most once per cause and interval, and returns its reason; owners call it from `contain`
+ * and count it in their listener's `waypost_contained_errors_total`. The log has the stack only for errors that are
+ * not a CodecError (those are bugs, not hostile bytes).
  */
-export function recordContained(thrown: unknown, where: Continuation, listener: string, fields?: Record<string, unknown>): void {
+export function recordContained(thrown: unknown, where: Continuation, listener: string, fields?: Record<string, unknown>): string {
   const reason = reasonOf(thrown);
-  sink.count(where, reason, listener);
   const message = thrown instanceof Error ? thrown.message : String(thrown);
   const fn = reason === 'internal' ? log.errorLimited : log.warnLimited;
   fn(`contained:${listener}:${where}:${reason}`, 'a request failed in the proxy and was answered locally', {
@@ -64,6 +53,7 @@ export function recordContained(thrown: unknown, where: Continuation, listener: 
     ...fields,
     stack: reason === 'internal' && thrown instanceof Error ? thrown.stack : undefined,
   });
+  return reason;
 }
 
 /**
@@ -83,7 +73,6 @@ export function containSafely(owner: Containable, thrown: unknown, where: Contin
   try {
     owner.contain(thrown, where);
   } catch (again) {
-    sink.count(where, 'contain_failed', '');
     log.errorLimited(`contain_failed:${where}`, 'containing an error failed', {
       where,
       error: thrown instanceof Error ? thrown.message : String(thrown),

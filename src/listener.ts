@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { AccessLog } from './access-log.js';
 import type { CodecFactory } from './codec.js';
 import type { Cluster } from './cluster.js';
+import type { Continuation } from './contain.js';
 import type { MetaFilter } from './filters/index.js';
 import { DEFAULT_LIMITS, type DownstreamLimits, type TracingMode } from './limits.js';
 import { log } from './log.js';
@@ -233,6 +234,11 @@ export class ListenerRuntime {
     );
   }
   private readonly mutationDropWarned = new Set<string>();
+
+  /** A throw contained in one of this listener's requests or connections (src/contain.ts), by where and why. */
+  containedError(where: Continuation, reason: string): void {
+    this.metrics.containedErrors.labels(this.name, where, reason).inc();
+  }
 
   /** Counters of rarer events (retries, faults, rate limits), resolved on use. */
   retryCounter(route: string, cluster: string): { inc(): void } {

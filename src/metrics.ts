@@ -112,6 +112,12 @@ export class Metrics {
     labelNames: ['listener', 'route'] as const,
     registers: [this.registry],
   });
+  readonly containedErrors = new Counter({
+    name: 'waypost_contained_errors_total',
+    help: 'Throws while handling a request or connection (a malformed part of a frame, a bug), answered locally or closing only their own connection',
+    labelNames: ['listener', 'where', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly decodeErrors = new Counter({
     name: 'waypost_decode_errors_total',
     help: 'Malformed frames; each closed its connection',
