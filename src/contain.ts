@@ -24,7 +24,9 @@ export type Continuation =
   /** A batch of buffered work written out later (Redis pipelines, fan-outs). */
   | 'flush'
   /** A mirrored copy of a request being sent. */
-  | 'mirror';
+  | 'mirror'
+  /** A connection's own socket events (its close abandoning what it had in flight). */
+  | 'connection';
 
 /** What a continuation belongs to: it answers or closes whatever was thrown in it. It must not throw itself. */
 export interface Containable {

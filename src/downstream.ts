@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import { toCodecError, type CodecSession, type Frame } from './codec.js';
+import { containSafely, recordContained, type Continuation } from './contain.js';
 import { Exchange, wheel } from './exchange.js';
 import type { ListenerRuntime } from './listener.js';
 import { log } from './log.js';
@@ -156,6 +157,12 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
     this.socket.destroy();
   }
 
+  /** A throw in one of this connection's own continuations (its frame deadline): close it, count it. */
+  contain(thrown: unknown, where: Continuation): void {
+    this.listener.containedError(where, recordContained(thrown, where, this.listener.name));
+    this.socket.destroy();
+  }
+
   /** Frame deadline (the timer wheel): the incomplete frame is too old, unless we were the ones not reading. */
   onDeadline(): void {
     if (this.closed || this.frameStartedAt < 0) return;
@@ -172,7 +179,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       return;
     }
     this.listener.counters.frameTimeout.inc();
-    log.warn('a frame did not complete in time, closing the connection', {
+    log.warnLimited(`frame_timeout:${this.listener.name}`, 'a frame did not complete in time, closing the connection', {
       listener: this.listener.name,
       protocol: this.listener.protocol,
       remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
@@ -191,7 +198,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       if (unexpected) log.error('unexpected error on a downstream connection', { listener: this.listener.name, stack: (thrown as Error).stack });
       this.listener.decodeErrors.inc();
       if (err.reason === 'frame_too_large') this.listener.counters.frameTooLarge.inc();
-      log.warn('malformed downstream frame, closing the connection', {
+      log.warnLimited(`malformed:${this.listener.name}:${err.reason}`, 'malformed downstream frame, closing the connection', {
         listener: this.listener.name,
         protocol: this.listener.protocol,
         remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
@@ -228,7 +235,11 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
           }
           this.inflight.add(ex);
         }
-        ex.next();
+        try {
+          ex.next();
+        } catch (thrown) {
+          containSafely(ex, thrown, 'request');
+        }
         return;
       }
       case 'heartbeat': {
@@ -249,7 +260,13 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
     if (this.closed) return;
     this.closed = true;
     if (this.wheelTick >= 0) wheel.cancel(this);
-    for (const ex of this.inflight) ex.abandon();
+    for (const ex of this.inflight) {
+      try {
+        ex.abandon();
+      } catch (thrown) {
+        containSafely(ex, thrown, 'connection');
+      }
+    }
     this.inflight.clear();
     this.blockedOn = undefined;
     this.listener.connectionClosed(this);

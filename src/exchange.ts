@@ -1,7 +1,8 @@
 import { routeMatchKeys } from './access-log.js';
 import { now as clockNow } from './clock.js';
-import { NEWER_LOCAL_REPLY_KINDS, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
+import { CodecError, NEWER_LOCAL_REPLY_KINDS, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
 import type { Cluster, Endpoint } from './cluster.js';
+import { recordContained, type Continuation } from './contain.js';
 import type { DownstreamConnection } from './downstream.js';
 import type { ListenerRuntime } from './listener.js';
 import type { Route } from './router.js';
@@ -160,6 +161,29 @@ export class Exchange implements UpstreamRequest, Expirable {
     this.finish('local_reply');
   }
 
+  /**
+   * Whatever a step of this request threw — a part of the frame that does not decode, a bug — ends this request
+   * alone: its upstream attempt is withdrawn, its client gets the protocol's native error, the cause is counted and
+   * logged (rate-limited). If even the error cannot be encoded, only this client's connection closes.
+   */
+  contain(thrown: unknown, where: Continuation): void {
+    const reason = recordContained(thrown, where, this.listener.name, { route: this.route?.name, cluster: this.clusterName });
+    this.listener.containedError(where, reason);
+    if (this.phase === 'done') return;
+    if (this.phase === 'upstream') {
+      this.upstream?.forget(this);
+      this.endAttempt();
+    }
+    const kind: LocalReplyKind = where === 'response' ? 'bad_response' : thrown instanceof CodecError ? 'bad_request' : 'internal_error';
+    const why = thrown instanceof Error ? thrown.message : String(thrown);
+    try {
+      this.localReply(kind, kind === 'internal_error' ? 'internal error in the proxy' : why);
+    } catch {
+      if (!this.finished) this.finish('local_reply');
+      this.downstream.close();
+    }
+  }
+
   /** The downstream went away: drop the answer when it comes. */
   abandon(): void {
     if (this.phase === 'done') return;
@@ -297,9 +321,13 @@ export class Exchange implements UpstreamRequest, Expirable {
     const attributes: Record<string, string> = {};
     if (route) {
       const md = this.frame.metadata;
-      for (const k of routeMatchKeys(route)) {
-        const v = md.get(k);
-        if (v !== undefined) attributes[k] = v;
+      try {
+        for (const k of routeMatchKeys(route)) {
+          const v = md.get(k);
+          if (v !== undefined) attributes[k] = v;
+        }
+      } catch {
+        // The frame's metadata does not decode (that request was answered bad_request): log what was read.
       }
     }
     this.listener.accessLog!.record({
@@ -336,16 +364,30 @@ export class MirrorRequest implements UpstreamRequest, Expirable {
     readonly frame: Frame,
     readonly session: CodecSession,
     readonly mutation: readonly KeyValue[] | undefined,
+    private readonly listener: ListenerRuntime,
   ) {
     this.expectsResponse = frame.type !== 'oneway';
   }
 
-  send(listener: ListenerRuntime, clusterName: string): void {
+  /** Sends the copy; a copy that cannot be encoded is counted and dropped, and never touches the primary request. */
+  send(clusterName: string): void {
+    const listener = this.listener;
     const cluster = listener.clusters.get(clusterName);
     const endpoint = cluster?.pick(undefined, undefined);
     if (!cluster || !endpoint) return;
-    this.upstream = cluster.pool(endpoint, listener.codec, listener.protocol, this.frame.upstreamKey).send(this);
+    try {
+      this.upstream = cluster.pool(endpoint, listener.codec, listener.protocol, this.frame.upstreamKey).send(this);
+    } catch (thrown) {
+      this.contain(thrown, 'mirror');
+      return;
+    }
     if (this.upstream && this.expectsResponse) wheel.schedule(this, MIRROR_EXPIRY_MS);
+  }
+
+  contain(thrown: unknown, where: Continuation): void {
+    this.listener.containedError(where, recordContained(thrown, where, this.listener.name));
+    wheel.cancel(this);
+    this.upstream?.forget(this);
   }
 
   onResponse(): void {

@@ -10,8 +10,10 @@
  * ahead; deadlines further out wait in a map by tick.
  */
 import { now as clockNow } from './clock.js';
+import { containSafely, type Containable } from './contain.js';
 
-export interface Expirable {
+/** An item with a deadline; what its deadline throws goes to its own `contain`, never out of the wheel. */
+export interface Expirable extends Containable {
   /** Called once when the deadline passes (unless cancelled first). */
   onDeadline(): void;
   /** Owned by the wheel: the tick the item sits in, or -1. */
@@ -123,7 +125,11 @@ export class TimerWheel {
       if (item.wheelTick !== t) continue; // cancelled while its tick fired
       item.wheelTick = -1;
       this.count--;
-      item.onDeadline();
+      try {
+        item.onDeadline();
+      } catch (thrown) {
+        containSafely(item, thrown, 'timer');
+      }
     }
     this.firing = -1;
   }

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { toCodecError, type CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
+import { containSafely, type Containable } from './contain.js';
 import { DEFAULT_BUFFER_LIMIT } from './limits.js';
 import { log } from './log.js';
 import { Outbox } from './outbox.js';
@@ -11,8 +12,11 @@ import { connectTls, type UpstreamTls } from './tls.js';
  * by it; for FIFO protocols responses are matched by order. A pool holds a few connections to one endpoint.
  */
 
-/** A request as the upstream side sees it: the frame to send and where its answer goes. */
-export interface UpstreamRequest {
+/**
+ * A request as the upstream side sees it: the frame to send and where its answer goes. What its answer or failure
+ * handling throws goes to its own `contain`: one request's bad bytes never fail the connection others share.
+ */
+export interface UpstreamRequest extends Containable {
   readonly frame: Frame;
   /** The session that decoded `frame` (it encodes it, with the new id). */
   readonly session: CodecSession;
@@ -76,6 +80,7 @@ const DISCARD: UpstreamRequest = {
   upstreamId: 0,
   onResponse: () => undefined,
   onFailure: () => undefined,
+  contain: () => undefined,
 };
 
 /** Ids stay in the positive int32 range so that every protocol (Thrift seqids are i32) can carry them. */
@@ -184,20 +189,24 @@ export class UpstreamConnection {
     return this.state === 'closed';
   }
 
+  /**
+   * Encodes and queues `req`. It is registered as waiting for an answer only once encoded: a frame that cannot be
+   * encoded throws to the caller and leaves nothing behind here.
+   */
   send(req: UpstreamRequest): void {
     const copy = req.copyOnEncode;
     if (this.opts.codec.multiplexing === 'id' && req.expectsResponse) {
       const id = this.allocateId();
+      const bytes = req.session.encode(req.frame, { requestId: id, mutation: req.mutation, copy });
       this.byId.set(id, req);
       req.upstreamId = id;
-      this.outbox.write(req.session.encode(req.frame, { requestId: id, mutation: req.mutation, copy }));
+      this.outbox.write(bytes);
       return;
     }
     // A oneway call gets no answer and keeps its id; FIFO protocols match answers by order.
+    const bytes = req.mutation || copy ? req.session.encode(req.frame, { mutation: req.mutation, copy }) : req.session.encode(req.frame);
     if (req.expectsResponse) this.fifo.push(req);
-    this.outbox.write(
-      req.mutation || copy ? req.session.encode(req.frame, { mutation: req.mutation, copy }) : req.session.encode(req.frame),
-    );
+    this.outbox.write(bytes);
   }
 
   /** Withdraws a request whose downstream went away or timed out: its answer, if any, is dropped. */
@@ -258,7 +267,11 @@ export class UpstreamConnection {
       log.debug('dropping an upstream response nobody waits for', { cluster: this.opts.cluster, id: String(frame.requestId) });
       return;
     }
-    req.onResponse(frame, this.session);
+    try {
+      req.onResponse(frame, this.session);
+    } catch (thrown) {
+      containSafely(req, thrown, 'response');
+    }
   }
 
   private fail(kind: LocalReplyKind, message: string): void {
@@ -273,7 +286,13 @@ export class UpstreamConnection {
     this.byId.clear();
     this.fifo.length = 0;
     this.fifoHead = 0;
-    for (const req of waiting) req.onFailure(kind, message);
+    for (const req of waiting) {
+      try {
+        req.onFailure(kind, message);
+      } catch (thrown) {
+        containSafely(req, thrown, 'upstream_failure');
+      }
+    }
     this.releaseWaiters();
   }
 

@@ -1,5 +1,6 @@
 import type * as Grpc from '@grpc/grpc-js';
 import type { Exchange } from '../exchange.js';
+import { reenter } from '../contain.js';
 import { log } from '../log.js';
 import { MetadataMatch } from '../router.js';
 import { parseDuration } from '../xds/duration.js';
@@ -99,25 +100,29 @@ class GlobalRateLimitFilter implements MetaFilter {
     if (!address) return this.onServiceFailure(ex, `rate limit cluster ${this.cluster} has no healthy endpoint`);
     const request = { domain: this.domain, descriptors: [{ entries }], hits_addend: 1 };
     const deadline = Date.now() + this.timeoutMs;
-    loadRpc().then((r) => clientFor(r, address).makeUnaryRequest(
-      SERVICE,
-      r.serialize,
-      r.deserialize,
-      request,
-      { deadline },
-      (err, response) => {
-        if (ex.finished) return;
-        if (err) {
-          this.onServiceFailure(ex, `rate limit service ${address}: ${err.details || err.message}`);
-          return;
-        }
-        if (response?.overall_code === 'OVER_LIMIT') {
-          this.deny(ex, `rate limited by the global rate limit service (domain ${this.domain})`);
-          return;
-        }
-        ex.next();
-      },
-    ), (err: Error) => this.onServiceFailure(ex, `cannot load the gRPC client: ${err.message}`));
+    // Both continuations re-enter through reenter(): the rest of the chain runs in them, and may throw.
+    loadRpc().then(
+      (r) => reenter(ex, 'filter_callback', () => clientFor(r, address).makeUnaryRequest(
+        SERVICE,
+        r.serialize,
+        r.deserialize,
+        request,
+        { deadline },
+        (err, response) => reenter(ex, 'filter_callback', () => {
+          if (ex.finished) return;
+          if (err) {
+            this.onServiceFailure(ex, `rate limit service ${address}: ${err.details || err.message}`);
+            return;
+          }
+          if (response?.overall_code === 'OVER_LIMIT') {
+            this.deny(ex, `rate limited by the global rate limit service (domain ${this.domain})`);
+            return;
+          }
+          ex.next();
+        }),
+      )),
+      (err: Error) => reenter(ex, 'filter_callback', () => this.onServiceFailure(ex, `cannot load the gRPC client: ${err.message}`)),
+    );
     return 'stop';
   }
 
@@ -128,7 +133,7 @@ class GlobalRateLimitFilter implements MetaFilter {
   }
 
   private onServiceFailure(ex: Exchange, why: string): FilterStatus {
-    log.warn('global rate limit check failed', { listener: ex.listener.name, error: why, deny: this.denyOnFail });
+    log.warnLimited(`ratelimit_failed:${ex.listener.name}`, 'global rate limit check failed', { listener: ex.listener.name, error: why, deny: this.denyOnFail });
     if (this.denyOnFail) this.deny(ex, `rate limited: ${why} (denyOnFail)`);
     else ex.next();
     return 'stop';

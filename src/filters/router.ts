@@ -25,7 +25,7 @@ class RouterFilter implements MetaFilter {
     if (ex.mutation !== undefined && ex.frame.mutable === false) listener.mutationDropped(route.name, 'request');
     for (const m of route.mirrors) {
       // Mirrors go first: they encode a copy, while the primary request may patch its own bytes in place.
-      if (m.fraction >= 1 || Math.random() < m.fraction) new MirrorRequest(ex.frame, ex.session, ex.mutation).send(listener, m.cluster);
+      if (m.fraction >= 1 || Math.random() < m.fraction) new MirrorRequest(ex.frame, ex.session, ex.mutation, listener).send(m.cluster);
     }
     if (fault?.delay && (fault.delay.fraction >= 1 || Math.random() < fault.delay.fraction)) {
       listener.faultCounter(route.name, 'delay').inc();

@@ -236,6 +236,11 @@ class SlotsRequest {
     this.map.onSlotsFailed(message);
   }
 
+  /** A CLUSTER SLOTS answer that cannot be used fails this refresh only. */
+  contain(thrown: unknown): void {
+    this.map.onSlotsFailed(thrown instanceof Error ? thrown.message : String(thrown));
+  }
+
   /** Unused: discovery is never batched. */
   attach(_conn: UpstreamConnection | undefined): void {}
 }

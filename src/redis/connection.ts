@@ -13,6 +13,7 @@ import { wheel } from '../exchange.js';
 import type { ListenerRuntime } from '../listener.js';
 import type { RequestStats } from '../metrics.js';
 import { now as clockNow } from '../clock.js';
+import { recordContained, type Continuation } from '../contain.js';
 import { log } from '../log.js';
 import type { ConnectionHandler } from '../network-filter.js';
 import { Outbox } from '../outbox.js';
@@ -177,6 +178,7 @@ class Asking implements UpstreamRequest {
   upstreamId = 0;
   onResponse(): void {}
   onFailure(): void {}
+  contain(): void {}
 }
 
 /** Where one upstream request goes: the cluster, the endpoint and its pool (or a local error reply). */
@@ -267,6 +269,12 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   }
 
   close(): void {
+    this.socket.destroy();
+  }
+
+  /** A throw in this connection's own continuations (its sweep, a flush): counted, and only this client closes. */
+  contain(thrown: unknown, where: Continuation): void {
+    this.listener.containedError(where, recordContained(thrown, where, this.listener.name));
     this.socket.destroy();
   }
 
@@ -1053,6 +1061,18 @@ class Command implements Sendable, Expirable {
     if (this.phase === Phase.Delayed) this.finish();
   }
 
+  /** A throw while handling this command: it alone gets an error reply; if even that fails, its client closes. */
+  contain(thrown: unknown, where: Continuation): void {
+    const listener = this.conn.listener;
+    listener.containedError(where, recordContained(thrown, where, listener.name));
+    try {
+      if (this.phase === Phase.Upstream) this.release();
+      this.complete(errorReply(where === 'response' ? 'ERR bad reply from upstream' : 'ERR internal error in the proxy'), 'local_reply');
+    } catch {
+      this.conn.close();
+    }
+  }
+
   /** The op timeout passed while upstream. */
   expire(): void {
     if (this.phase !== Phase.Upstream) return;
@@ -1286,6 +1306,15 @@ class Part implements Sendable {
     this.end(failureText(kind, message), 'error', this.conn!);
   }
 
+  contain(thrown: unknown, where: Continuation): void {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    conn.listener.containedError(where, recordContained(thrown, where, conn.listener.name));
+    if (this.state !== Phase.Upstream) return;
+    this.release();
+    this.end(errorReply('ERR internal error in the proxy'), 'error', conn);
+  }
+
   private end(raw: Buffer, outcome: Outcome, conn: RedisConnection): void {
     this.state = Phase.Done;
     conn.statsFor(this.route.name, this.cluster?.name ?? 'none').record(outcome, (clockNow() - this.startedAt) / 1000);
@@ -1340,6 +1369,9 @@ class Mirror implements Sendable {
   onResponse(): void {}
 
   onFailure(): void {}
+
+  /** Nobody reads a mirror's answer: nothing to contain. */
+  contain(): void {}
 }
 
 function sameBytes(a: Buffer, b: Buffer): boolean {

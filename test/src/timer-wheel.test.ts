@@ -1,8 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { TimerWheel, type Expirable } from '../../src/timer-wheel.js';
 
+/** A deadline in these tests never throws: a call here is a failure. */
+const NO_CONTAIN = (thrown: unknown): void => {
+  throw new Error(`unexpected contain: ${String(thrown)}`);
+};
+
 function item(fired: string[], name: string, then?: () => void): Expirable {
-  return { wheelTick: -1, onDeadline: () => { fired.push(name); then?.(); } };
+  return { wheelTick: -1, onDeadline: () => { fired.push(name); then?.(); }, contain: NO_CONTAIN };
 }
 
 describe('timer wheel', () => {
@@ -46,7 +51,7 @@ describe('timer wheel bookkeeping', () => {
     const wheel = new TimerWheel(5);
     const fired = new Set<number>();
     const items: Expirable[] = [];
-    for (let i = 0; i < 2000; i++) items.push({ wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.add(i) });
+    for (let i = 0; i < 2000; i++) items.push({ wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.add(i), contain: NO_CONTAIN });
     // Most in a handful of slots (so cancels swap within crowded arrays), a few 30 s out (beyond the 20 s ring).
     items.forEach((it, i) => wheel.schedule(it, i % 50 === 0 ? 30_000 : 10 + (i % 4) * 5));
     const cancelled = new Set<number>();
@@ -70,8 +75,8 @@ describe('timer wheel bookkeeping', () => {
   it('an item cancelled or moved by another deadline of the same tick does not fire then', async () => {
     const wheel = new TimerWheel(5);
     const fired: string[] = [];
-    const victim: Expirable = { wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.push('victim') };
-    const mover: Expirable = { wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.push('mover') };
+    const victim: Expirable = { wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.push('victim'), contain: NO_CONTAIN };
+    const mover: Expirable = { wheelTick: -1, wheelIndex: -1, onDeadline: () => fired.push('mover'), contain: NO_CONTAIN };
     const killer: Expirable = {
       wheelTick: -1,
       wheelIndex: -1,
@@ -80,6 +85,7 @@ describe('timer wheel bookkeeping', () => {
         wheel.cancel(victim);
         wheel.schedule(mover, 40);
       },
+      contain: NO_CONTAIN,
     };
     wheel.schedule(killer, 10);
     wheel.schedule(victim, 10);
@@ -88,6 +94,39 @@ describe('timer wheel bookkeeping', () => {
     expect(fired).toEqual(['killer']);
     await new Promise((r) => setTimeout(r, 60));
     expect(fired).toEqual(['killer', 'mover']);
+    expect(wheel.size).toBe(0);
+  });
+
+  it('a deadline that throws goes to its own contain; the items after it in the same tick still fire', async () => {
+    const wheel = new TimerWheel(5);
+    const fired: string[] = [];
+    const contained: unknown[] = [];
+    const bad: Expirable = {
+      wheelTick: -1,
+      wheelIndex: -1,
+      onDeadline: () => {
+        throw new Error('bad bytes');
+      },
+      contain: (thrown, where) => contained.push([(thrown as Error).message, where]),
+    };
+    // Even an owner whose contain throws as well cannot stop the wheel.
+    const worse: Expirable = {
+      wheelTick: -1,
+      wheelIndex: -1,
+      onDeadline: () => {
+        throw new Error('worse');
+      },
+      contain: () => {
+        throw new Error('contain failed too');
+      },
+    };
+    wheel.schedule(bad, 10);
+    wheel.schedule(worse, 10);
+    wheel.schedule(item(fired, 'after'), 10);
+    wheel.schedule(item(fired, 'later'), 40);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(contained).toEqual([['bad bytes', 'timer']]);
+    expect(fired).toEqual(['after', 'later']);
     expect(wheel.size).toBe(0);
   });
 });
