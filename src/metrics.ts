@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry } from 'prom-client';
 
 /** What prom-client's registry reads from a metric object when it formats a scrape. */
@@ -225,7 +226,24 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * How long the event loop was blocked: one request that stalls it (a costly regex, a huge decode) delays every
+   * other client and the admin API. Sampled by Node every 10 ms; the gauge is the largest delay since the previous
+   * scrape (reset on each, as prom-client's own `nodejs_eventloop_lag_max_seconds`).
+   */
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  readonly eventLoopDelayMax: Gauge = new Gauge({
+    name: 'waypost_event_loop_delay_max_seconds',
+    help: 'The longest the event loop was blocked since the previous scrape (sampled every 10 ms)',
+    registers: [this.registry],
+    collect: (): void => {
+      this.eventLoopDelayMax.set(this.loopDelay.max / 1e9);
+      this.loopDelay.reset();
+    },
+  });
+
   constructor() {
+    this.loopDelay.enable();
     this.registry.registerMetric(new RequestsExporter(this.requestStats) as never);
     this.registry.registerMetric(new DurationExporter(this.requestStats) as never);
   }
