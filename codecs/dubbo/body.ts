@@ -48,15 +48,50 @@ export function readRequestHead(raw: Buffer): RequestHead {
   return { service, version, method, descriptorAt: sc.pos };
 }
 
-/** Reads a request's attachments into `into` (see {@link readAttachments}). Throws ScanError. */
-export function readRequestAttachments(raw: Buffer, descriptorAt: number, into: Map<string, string>): void {
-  readAttachments(seekRequestAttachments(raw, descriptorAt), into);
+/**
+ * Reads a request's attachments into `into` (lower-cased keys, string values), refusing with ScanError what a
+ * provider could read otherwise than the proxy:
+ *
+ * - a key that is not a string, null included (hessian.js stores map entries under `String(key)`: a list
+ *   `["user"]` would be `user` to it and not to the proxy);
+ * - two keys equal ignoring case (Java's HashMap and hessian.js keep both, case-sensitively, and the provider's
+ *   code reads the one it names; the proxy, whose keys ignore case, could only pick one);
+ * - a key the provider dispatches on (see {@link DISPATCH_KEYS}) spelled in other than lower case, or whose value
+ *   is not a string;
+ * - a `path` that is not the body's service path, or a `version` that is not the body's version: Dubbo's
+ *   DecodeableRpcInvocation puts the attachments over the body's fields, and DubboProtocol finds the exported
+ *   service by the attachments' `path`, `version` and `group`, so those, not the body, say what is invoked. Where
+ *   the body leaves a field empty, metadata exposes the attachment, as the provider uses it.
+ */
+export function readRequestAttachments(raw: Buffer, head: RequestHead, into: Map<string, string>): void {
+  readAttachments(seekRequestAttachments(raw, head.descriptorAt), into, true);
+  // Metadata exposes the body's field, or the attachment when the body's is empty (DubboFrame.get).
+  const path = into.get('path');
+  const service = head.service ?? into.get('interface') ?? '';
+  if (path !== undefined && path !== service) {
+    throw new ScanError(`attachment path "${path}" is not the service path "${service}" of the body`);
+  }
+  const version = into.get('version');
+  if (version !== undefined && head.version !== undefined && !sameVersion(version, head.version)) {
+    throw new ScanError(`attachment version "${version}" is not the version "${head.version}" of the body`);
+  }
 }
 
 /** Reads an OK response's attachments (types 3-5) into `into`. Throws ScanError. */
 export function readResponseAttachments(raw: Buffer, into: Map<string, string>): void {
   const type = seekResponseAttachments(raw);
-  if (type >= ResponseType.WITH_EXCEPTION_WITH_ATTACHMENTS) readAttachments(scanner, into);
+  if (type >= ResponseType.WITH_EXCEPTION_WITH_ATTACHMENTS) readAttachments(scanner, into, false);
+}
+
+/**
+ * Attachment keys Dubbo's provider reads itself, case-sensitively, to pick the exported service (`path`, `version`,
+ * `group`; `interface` in some versions): they must be written exactly so, with a string value.
+ */
+const DISPATCH_KEYS: ReadonlySet<string> = new Set(['path', 'version', 'group', 'interface']);
+
+/** Dubbo's service key leaves out an empty version and 0.0.0: both mean "no version". */
+function sameVersion(a: string, b: string): boolean {
+  return a === b || ((a === '' || a === '0.0.0') && (b === '' || b === '0.0.0'));
 }
 
 /**
@@ -102,12 +137,15 @@ function skipResult(sc: HessianScanner, type: number): boolean {
 
 /**
  * Reads the attachments map at the scanner into `into`: string keys (lower-cased) to string values; entries of
- * any other kind are skipped. A null or absent map reads as empty. Throws ScanError.
+ * any other kind are left out. A null or absent map reads as empty. `strict` (requests) refuses the keys
+ * {@link readRequestAttachments} lists; responses keep the last of keys equal ignoring case. Throws ScanError.
  */
-function readAttachments(sc: HessianScanner, into: Map<string, string>): void {
+function readAttachments(sc: HessianScanner, into: Map<string, string>, strict: boolean): void {
   const tag = sc.peek();
   if (tag === -1 || tag === TAG_NULL) return;
   enterMap(sc, tag);
+  /** Lower-cased keys whose value is not a string (not in `into`), for the duplicate check. */
+  let others: Set<string> | undefined;
   for (;;) {
     const next = sc.peek();
     if (next === -1) throw new ScanError('attachments map is not terminated');
@@ -115,9 +153,27 @@ function readAttachments(sc: HessianScanner, into: Map<string, string>): void {
       sc.pos++;
       return;
     }
-    const key = isStringTag(next) ? sc.readStringOrNull() : skipped(sc);
+    let key: string | null;
+    if (isStringTag(next)) {
+      key = sc.readStringOrNull();
+    } else if (strict) {
+      throw new ScanError(`attachment key is not a string (tag 0x${next.toString(16)})`);
+    } else {
+      key = skipped(sc);
+    }
     const value = isStringTag(sc.peek()) ? sc.readStringOrNull() : skipped(sc);
-    if (key !== null && value !== null) into.set(key.toLowerCase(), value);
+    if (key === null) continue;
+    const lower = key.toLowerCase();
+    if (strict) {
+      if (into.has(lower) || others?.has(lower)) {
+        throw new ScanError(`attachment key "${key}" appears twice (keys are compared ignoring case)`);
+      }
+      if (DISPATCH_KEYS.has(lower) && (key !== lower || value === null)) {
+        throw new ScanError(`attachment "${key}" must be spelled "${lower}" and have a string value`);
+      }
+      if (value === null) (others ??= new Set()).add(lower);
+    }
+    if (value !== null) into.set(lower, value);
   }
 }
 

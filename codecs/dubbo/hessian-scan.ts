@@ -28,7 +28,15 @@
  *   type    ::= string | int
  *
  * String lengths count UTF-16 units, not bytes: Java (and hessian.js) write each unit as 1-3 bytes, so a
- * surrogate pair is two 3-byte sequences; a standard 4-byte UTF-8 sequence is also accepted and counts 2.
+ * surrogate pair is two 3-byte sequences (CESU-8).
+ *
+ * Strings the proxy reads (routing and authorization see them) must decode to the same text in every provider.
+ * Java's Hessian2Input and hessian.js decode leniently: they look at the lead byte only, so an overlong `C1 A1`
+ * is `a` to them, and ignore the top bits of continuation bytes; Node's UTF-8 decoder would make both U+FFFD. So a
+ * read string must be the one form Java writes: shortest sequences, real continuation bytes, surrogates only in
+ * high-low pairs, no 4-byte sequences (Java and hessian.js refuse them; other decoders count them as one unit or
+ * two, so the bytes after them would be read differently). Anything else is a ScanError (the request's
+ * `bad_body`). Skipped strings are walked by lead byte, as those providers walk them; 4-byte leads are refused.
  */
 
 /** Malformed or truncated hessian2; the codec turns it into a `bad_body` CodecError. */
@@ -383,19 +391,18 @@ export class HessianScanner {
       } else if (b < 0xf0) {
         p += 3;
         n--;
-      } else if (b < 0xf8) {
-        p += 4;
-        n -= 2;
       } else {
         throw badUtf8(p);
       }
     }
     if (p > end) throw truncated();
-    if (n < 0) throw new ScanError('string chunk splits a surrogate pair');
     this.pos = p;
   }
 
-  /** Reads `units` UTF-16 units of UTF-8/CESU-8 data as a JS string. */
+  /**
+   * Reads `units` UTF-16 units of CESU-8 as a JS string, accepting only the canonical form (see the file comment).
+   * The ASCII loop is the hot path; validation costs only on the bytes of other characters.
+   */
   private decodeUnits(units: number): string {
     const start = this.pos;
     const buf = this.buf;
@@ -413,27 +420,44 @@ export class HessianScanner {
         continue;
       }
       ascii = false;
-      if (b < 0xc0) {
-        throw badUtf8(p);
-      } else if (b < 0xe0) {
+      if (b < 0xc2) {
+        throw new ScanError(b < 0xc0 ? `invalid UTF-8 lead byte at ${p}` : `overlong UTF-8 sequence at ${p}`);
+      }
+      if (b < 0xe0) {
+        if (p + 2 > end) throw truncated();
+        if (!isContinuation(buf[p + 1])) throw badContinuation(p);
         p += 2;
         n--;
-      } else if (b < 0xf0) {
-        // ED A0..BF xx is a lone surrogate (CESU-8), which Node's UTF-8 decoder would turn into U+FFFD
-        if (b === 0xed && p + 1 < end && buf[p + 1] >= 0xa0) surrogates = true;
-        p += 3;
-        n--;
-      } else if (b < 0xf8) {
-        p += 4;
-        n -= 2;
-      } else {
-        throw badUtf8(p);
+        continue;
       }
+      if (b >= 0xf0) throw new ScanError(`4-byte UTF-8 sequence at ${p} (hessian writes surrogate pairs)`);
+      if (p + 3 > end) throw truncated();
+      const b1 = buf[p + 1];
+      if (!isContinuation(b1) || !isContinuation(buf[p + 2])) throw badContinuation(p);
+      if (b === 0xe0 && b1 < 0xa0) throw new ScanError(`overlong UTF-8 sequence at ${p}`);
+      if (b === 0xed && b1 >= 0xa0) {
+        // A surrogate: only a high one (ED A0-AF) directly followed by a low one (ED B0-BF), both in this chunk.
+        if (
+          b1 >= 0xb0 ||
+          n < 2 ||
+          p + 6 > end ||
+          buf[p + 3] !== 0xed ||
+          (buf[p + 4] & 0xf0) !== 0xb0 ||
+          !isContinuation(buf[p + 5])
+        ) {
+          throw new ScanError(`unpaired UTF-16 surrogate at ${p}`);
+        }
+        surrogates = true;
+        p += 6;
+        n -= 2;
+        continue;
+      }
+      p += 3;
+      n--;
     }
-    if (p > end) throw truncated();
-    if (n < 0) throw new ScanError('string chunk splits a surrogate pair');
     this.pos = p;
     if (ascii) return latin1(buf, start, p);
+    // Valid UTF-8 without surrogates decodes exactly; pairs need the unit-by-unit path.
     if (!surrogates) return buf.toString('utf8', start, p);
     return decodeCesu8(buf, start, p);
   }
@@ -465,7 +489,7 @@ interface Latin1Slicer {
   latin1Slice(start: number, end: number): string;
 }
 
-/** The slow path: unit-by-unit decoding for strings that carry CESU-8 surrogates. */
+/** The slow path: unit-by-unit decoding for strings that carry CESU-8 surrogate pairs (already validated). */
 function decodeCesu8(buf: Buffer, start: number, end: number): string {
   const units: number[] = [];
   let p = start;
@@ -477,15 +501,9 @@ function decodeCesu8(buf: Buffer, start: number, end: number): string {
     } else if (b < 0xe0) {
       units.push(((b & 0x1f) << 6) | (buf[p + 1] & 0x3f));
       p += 2;
-    } else if (b < 0xf0) {
+    } else {
       units.push(((b & 0x0f) << 12) | ((buf[p + 1] & 0x3f) << 6) | (buf[p + 2] & 0x3f));
       p += 3;
-    } else {
-      const cp =
-        ((b & 0x07) << 18) | ((buf[p + 1] & 0x3f) << 12) | ((buf[p + 2] & 0x3f) << 6) | (buf[p + 3] & 0x3f);
-      const v = cp - 0x10000;
-      units.push(0xd800 | (v >> 10), 0xdc00 | (v & 0x3ff));
-      p += 4;
     }
   }
   let out = '';
@@ -500,4 +518,12 @@ function truncated(): ScanError {
 
 function badUtf8(at: number): ScanError {
   return new ScanError(`invalid UTF-8 lead byte at ${at}`);
+}
+
+function isContinuation(b: number): boolean {
+  return (b & 0xc0) === 0x80;
+}
+
+function badContinuation(at: number): ScanError {
+  return new ScanError(`invalid UTF-8 continuation byte in the sequence at ${at}`);
 }

@@ -4,7 +4,11 @@
  *
  * Hot path: decode reads the 16-byte header and, for responses, one byte of body; the frame is a subarray of the
  * chunk it arrived in. Metadata is read only when asked: the leading strings first, the attachments (behind every
- * argument, see hessian-scan.ts) only when a key other than interface/method/version is needed.
+ * argument, see hessian-scan.ts) only when a key other than method is needed — interface and version too, since
+ * the provider dispatches on the attachments' path and version (body.ts).
+ *
+ * What routing reads must be what the provider reads: strings, keys and dispatch fields a provider could read
+ * otherwise are refused as `bad_body` (hessian-scan.ts, body.ts), which the data plane answers as a bad request.
  */
 import { PartialFrame } from '../../src/partial-frame.js';
 import {
@@ -144,14 +148,21 @@ export class DubboFrame implements Frame, Metadata {
   get(key: string): string | undefined {
     if (this.kind === Kind.None) return undefined;
     if (this.kind === Kind.Request) {
-      // Body fields win over attachments of the same name; attachments are the fallback.
+      // Body fields win over attachments of the same name; attachments are the fallback. The provider picks the
+      // service by the attachments' path and version, so reading interface or version reads (and checks) them too.
       switch (key) {
-        case 'interface':
-          return this.requestHead().service ?? this.attachmentMap().get(key);
+        case 'interface': {
+          const head = this.requestHead();
+          const attachments = this.attachmentMap();
+          return head.service ?? attachments.get(key);
+        }
         case 'method':
           return this.requestHead().method ?? this.attachmentMap().get(key);
-        case 'version':
-          return this.requestHead().version ?? this.attachmentMap().get(key);
+        case 'version': {
+          const head = this.requestHead();
+          const attachments = this.attachmentMap();
+          return head.version ?? attachments.get(key);
+        }
       }
     }
     const value = this.attachmentMap().get(key);
@@ -209,7 +220,7 @@ export class DubboFrame implements Frame, Metadata {
     if (this.kind === Kind.Request) {
       const head = this.requestHead();
       try {
-        readRequestAttachments(this.raw, head.descriptorAt, map);
+        readRequestAttachments(this.raw, head, map);
       } catch (err) {
         throw this.fail(err);
       }
