@@ -4,8 +4,9 @@
  * - Subscribes to Listeners and Clusters (wildcard), then to the ClusterLoadAssignments of the EDS clusters
  *   (by `eds_cluster_config.service_name`, else the cluster name) and to the MetaProtocol RouteConfigurations the
  *   listeners name (`rds.route_config_name`).
- * - Each response is decoded into the resource JSON of src/xds/resources.ts (src/xds/convert.ts); a resource that
- *   cannot be decoded NACKs the response at once, naming the resource and field.
+ * - Each response is decoded into the resource JSON of src/xds/resources.ts (src/xds/convert.ts) and its numbers
+ *   checked (src/xds/validate.ts: ports, weights, durations, percentages, the protos' validation rules); a resource
+ *   that cannot be decoded or fails a check NACKs the response at once, naming the resource and field.
  * - Warming: decoded responses are held until the whole picture is complete — LDS and CDS received, every EDS
  *   cluster has its ClusterLoadAssignment and every listener its RouteConfiguration — and then applied together
  *   with `proxy.apply`. If that does not happen within `warmingTimeoutMs` (default 5 s), what is there is applied
@@ -25,6 +26,7 @@ import { openSotwStream, type DiscoveryRequest, type DiscoveryResponse, type Nod
 import { canonicalJson, decodeResource, resourceLabel, XdsConversionError, type JsonObject } from './convert.js';
 import { defaultNodeId } from './options.js';
 import { TYPE_SHORT } from './protos.js';
+import { validateResource } from './validate.js';
 import {
   FILTER_META_PROTOCOL_PROXY,
   TYPE_CLUSTER,
@@ -293,7 +295,10 @@ export class XdsClient {
       (resp.resources ?? []).forEach((any, i) => {
         const { name, json } = decodeResource(st.typeUrl, any, i);
         if (!name) throw new XdsConversionError(`${short} resource #${i}`, 'has no name');
-        if (decoded.has(name)) throw new XdsConversionError(resourceLabel(st.typeUrl, name), 'appears twice in the response');
+        const label = resourceLabel(st.typeUrl, name);
+        if (decoded.has(name)) throw new XdsConversionError(label, 'appears twice in the response');
+        // Numbers from the server are checked before anything uses them (a bad port or duration is NACKed here).
+        validateResource(st.typeUrl, json, label);
         decoded.set(name, st.typeUrl === TYPE_LISTENER ? normalizeListener(json) : json);
       });
     } catch (err) {
