@@ -19,7 +19,8 @@
  * one Redis port (or one numbered like the listener's); a mirror uses its own `route.port` (Aeraki reuses the
  * primary route's); `settings.caseInsensitive` is translated (Aeraki drops it); a CLUSTER without
  * discoveryEndpoints is seeded with the entry's endpoints (Aeraki: the host name); `auth.secret` is an error
- * (Waypost reads no Kubernetes Secrets: use `auth.plain`).
+ * (Waypost reads no Kubernetes Secrets: use `auth.plain`); `redis[].allowScripts` is Waypost's own (scripts are
+ * refused unless their route allows them, and Aeraki has no such field).
  */
 
 import { applyPeerAuthentication, mtlsModeFor, tlsFor, upstreamTransportSocket } from './security.js';
@@ -68,6 +69,8 @@ export interface RedisRouteCrd {
   match?: { key?: { prefix?: string; removePrefix?: boolean } };
   route: RedisDestinationRef;
   mirror?: Array<{ route: RedisDestinationRef; percentage?: Percent; excludeReadCommands?: boolean }>;
+  /** Waypost's extension (Aeraki has none): scripts whose keys are all on this route may run on it. */
+  allowScripts?: boolean;
 }
 
 export type ReadPolicyCrd = 'MASTER' | 'PREFER_MASTER' | 'REPLICA' | 'PREFER_REPLICA' | 'ANY';
@@ -168,6 +171,7 @@ export function checkRedisService(c: Checker, raw: unknown): void {
       catchAll = i;
     }
     checkDestination(c, route.route, `${path}.route`);
+    c.boolean(route.allowScripts, `${path}.allowScripts`);
     const mirrors = c.list(route.mirror, `${path}.mirror`);
     mirrors?.forEach((m, j) => {
       const mp = `${path}.mirror[${j}]`;
@@ -552,6 +556,7 @@ function buildRedisProxy(index: RedisIndex, svc: Service, port: RedisPort, rs: R
   }
   for (const r of routes) {
     const route: RedisRouteJson = { cluster: destinationCluster(index, r.route, port) };
+    if (r.allowScripts === true) route.allow_scripts = true;
     if (r.mirror?.length) {
       route.request_mirror_policy = r.mirror.map((m) => {
         const policy: NonNullable<RedisRouteJson['request_mirror_policy']>[number] = {

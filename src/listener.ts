@@ -240,6 +240,11 @@ export class ListenerRuntime {
     this.metrics.containedErrors.labels(this.name, where, reason).inc();
   }
 
+  /** The proxy's metrics, for network filters that keep counters of their own (the Redis proxy). */
+  get metricsRegistry(): Metrics['registry'] {
+    return this.metrics.registry;
+  }
+
   /** Counters of rarer events (retries, faults, rate limits), resolved on use. */
   retryCounter(route: string, cluster: string): { inc(): void } {
     return this.metrics.retries.labels(route, cluster);

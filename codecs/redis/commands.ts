@@ -12,12 +12,15 @@
  * - `streams`: XREAD/XREADGROUP: the keys are the first half of the arguments after `STREAMS`.
  * - `mget`, `mset`, `sum`: split per route and endpoint, answered by reassembling (MGET), `+OK` (MSET), or the sum
  *   of the integer answers (DEL, UNLINK, EXISTS, TOUCH).
- * - `keyless`: no key (INFO, DBSIZE, KEYS, SCAN, FLUSHALL, …): goes to the catch-all route.
- * - `local`: answered by the proxy itself (PING, ECHO, QUIT, AUTH, HELLO, SELECT, TIME, RESET, CLIENT SETNAME…).
- * - `unsupported`: cannot work over a shared, pipelined upstream connection; answered with an error naming it.
+ * - `keyless`: no key: goes to the catch-all route. No command of the default table is keyless any more (the
+ *   kind stays for subcommand containers and for callers that build specs of their own).
+ * - `local`: answered by the proxy itself (PING, ECHO, QUIT, AUTH, HELLO, SELECT, TIME, RESET, INFO, CLIENT SETNAME…).
+ * - `unsupported`: refused with an error naming it: it cannot work over a shared, pipelined upstream connection,
+ *   administers the server, or has no key to route by.
  *
- * Commands missing from the table (module commands, newer commands) are routed by their first argument when they
- * have one, as Envoy does for its "simple" commands, and otherwise treated as keyless.
+ * The table is an allow-list, as Envoy's redis_proxy has a fixed set of supported commands: commands it does not
+ * know (newer commands, module commands other than RedisBloom's `bf.*`, which Envoy lists) are refused too.
+ * Scripts (`script: true`) are allowed only on routes that say so (see connection.ts).
  */
 
 export type CommandKind = 'keys' | 'numkeys' | 'streams' | 'mget' | 'mset' | 'sum' | 'keyless' | 'local' | 'unsupported';
@@ -37,6 +40,10 @@ export interface CommandSpec {
   readonly storeOption?: boolean;
   /** `BLOCK` makes the command blocking (XREAD, XREADGROUP): then it is unsupported. */
   readonly blockOption?: boolean;
+  /** A script (EVAL, EVALSHA, FCALL and their `_RO` forms): runs only on routes that allow scripts. */
+  readonly script?: boolean;
+  /** `BY`/`GET` patterns name other keys (SORT): refused with them, since they could read any route's keys. */
+  readonly patternOption?: boolean;
   /** Container commands (OBJECT, XINFO, CLIENT, …): specs by subcommand; others of the container use `this`. */
   readonly sub?: ReadonlyMap<string, CommandSpec>;
 }
@@ -56,23 +63,27 @@ const NONE = { first: 0, last: 0, step: 0 } as const;
 // Single key.
 keys(
   `append bitfield decr decrby expire expireat getdel getex getset hdel hincrby hincrbyfloat hmset hset hsetnx incr
-   incrby incrbyfloat linsert lpop lpush lpushx lrem lset ltrim move persist pexpire pexpireat pfadd psetex restore
+   incrby incrbyfloat linsert lpop lpush lpushx lrem lset ltrim persist pexpire pexpireat pfadd psetex restore
    rpop rpush rpushx sadd set setbit setex setnx setrange spop srem xack xadd xautoclaim xclaim xdel xsetid xtrim
    zadd zincrby zpopmax zpopmin zrem zremrangebylex zremrangebyrank zremrangebyscore geoadd`,
   true,
 );
-keys('sort georadius georadiusbymember', true, 1, 1, 1, { storeOption: true });
+keys('georadius georadiusbymember', true, 1, 1, 1, { storeOption: true });
+keys('sort', true, 1, 1, 1, { storeOption: true, patternOption: true });
+keys('sort_ro', false, 1, 1, 1, { patternOption: true });
 keys(
   `bitcount bitfield_ro bitpos dump expiretime get getbit getrange hexists hget hgetall hkeys hlen hmget hrandfield
    hscan hstrlen hvals lindex llen lpos lrange pexpiretime pttl scard sismember smembers smismember srandmember sscan
    strlen substr ttl type xlen xpending xrange xrevrange zcard zcount zlexcount zmscore zrandmember zrange
    zrangebylex zrangebyscore zrank zrevrange zrevrangebylex zrevrangebyscore zrevrank zscan zscore geodist geohash
-   geopos georadius_ro georadiusbymember_ro geosearch sort_ro`,
+   geopos georadius_ro georadiusbymember_ro geosearch`,
   false,
 );
 // Channels route like keys (as Envoy does): a publisher and its subscribers meet on the channel's upstream.
 keys('publish spublish', false);
-keys('pfdebug', true, 2, 2);
+// RedisBloom, as in Envoy's list of simple commands.
+keys('bf.add bf.insert bf.loadchunk bf.madd bf.reserve', true);
+keys('bf.card bf.exists bf.info bf.mexists bf.scandump', false);
 
 // Several keys that must meet on one upstream.
 keys('rename renamenx rpoplpush lmove smove copy geosearchstore zrangestore', true, 1, 2);
@@ -89,24 +100,16 @@ add('del unlink', { kind: 'sum', first: 1, last: -1, step: 1, write: true });
 add('exists touch', { kind: 'sum', first: 1, last: -1, step: 1, write: false });
 
 // Key counts in the arguments.
-add('eval evalsha fcall', { kind: 'numkeys', first: 2, last: 0, step: 1, write: true });
-add('eval_ro evalsha_ro fcall_ro', { kind: 'numkeys', first: 2, last: 0, step: 1, write: false });
+add('eval evalsha fcall', { kind: 'numkeys', first: 2, last: 0, step: 1, write: true, script: true });
+add('eval_ro evalsha_ro fcall_ro', { kind: 'numkeys', first: 2, last: 0, step: 1, write: false, script: true });
 add('zunionstore zinterstore zdiffstore', { kind: 'numkeys', first: 2, last: 1, step: 1, write: true });
 add('zunion zinter zdiff zintercard sintercard', { kind: 'numkeys', first: 1, last: 0, step: 1, write: false });
 add('lmpop zmpop', { kind: 'numkeys', first: 1, last: 0, step: 1, write: true });
 add('xread', { kind: 'streams', ...NONE, write: false, blockOption: true });
 add('xreadgroup', { kind: 'streams', ...NONE, write: true, blockOption: true });
 
-// No key: the catch-all route.
-add(
-  `bgrewriteaof bgsave command config dbsize info keys lastsave latency lolwut module pubsub randomkey role save
-   scan script slowlog acl function pfselftest`,
-  { kind: 'keyless', ...NONE, write: false },
-);
-add('flushall flushdb', { kind: 'keyless', ...NONE, write: true });
-
 // Answered by the proxy.
-add('ping echo quit auth hello select time reset', { kind: 'local', ...NONE, write: false });
+add('ping echo quit auth hello select time reset info', { kind: 'local', ...NONE, write: false });
 
 // Cannot work over a shared, pipelined upstream connection.
 function unsupported(names: string, reason: string): void {
@@ -121,10 +124,15 @@ unsupported(
   'blocking commands would stall every client sharing the upstream connection',
 );
 unsupported('multi exec discard watch unwatch', 'transactions need a connection of their own to the server');
-unsupported('monitor sync psync replconf replicaof slaveof failover shutdown debug', 'it is an administrative command the proxy does not forward');
+unsupported(
+  `config acl debug shutdown script function module monitor sync psync replconf replicaof slaveof failover save bgsave
+   bgrewriteaof lastsave latency slowlog flushall flushdb swapdb pfdebug pfselftest command lolwut role`,
+  'it is an administrative command the proxy does not forward',
+);
+unsupported('keys scan dbsize randomkey pubsub', 'it has no key to route by and would reach every route\'s keys');
 unsupported('cluster readonly readwrite asking', 'Redis Cluster commands are not supported by the proxy');
 unsupported('wait waitaof', 'it waits on the shared upstream connection');
-unsupported('swapdb', 'the proxy serves database 0 only');
+unsupported('move', 'the proxy serves database 0 only');
 unsupported('migrate restore-asking', 'it moves keys between servers behind the proxy\'s back');
 
 // Containers whose key is the argument after the subcommand.
@@ -135,10 +143,11 @@ function container(name: string, spec: Omit<CommandSpec, 'name' | 'sub'>, subs: 
 }
 const KEY2_READ = { kind: 'keys', first: 2, last: 2, step: 1, write: false } as const;
 const KEY2_WRITE = { kind: 'keys', first: 2, last: 2, step: 1, write: true } as const;
-container('object', { kind: 'keyless', ...NONE, write: false }, { 'encoding freq idletime refcount': KEY2_READ });
-container('memory', { kind: 'keyless', ...NONE, write: false }, { usage: KEY2_READ });
-container('xinfo', { kind: 'keyless', ...NONE, write: false }, { 'stream groups consumers': KEY2_READ });
-container('xgroup', { kind: 'keyless', ...NONE, write: false }, { 'create createconsumer delconsumer destroy setid': KEY2_WRITE });
+const NO_SUBCOMMAND = { kind: 'unsupported', ...NONE, write: false, reason: 'only the subcommands that name a key are supported' } as const;
+container('object', NO_SUBCOMMAND, { 'encoding freq idletime refcount': KEY2_READ });
+container('memory', NO_SUBCOMMAND, { usage: KEY2_READ });
+container('xinfo', NO_SUBCOMMAND, { 'stream groups consumers': KEY2_READ });
+container('xgroup', NO_SUBCOMMAND, { 'create createconsumer delconsumer destroy setid': KEY2_WRITE });
 container(
   'client',
   { kind: 'unsupported', ...NONE, write: false, reason: 'the proxy shares its upstream connections, so client state is not forwarded' },
@@ -155,6 +164,5 @@ export function knownCommands(): IterableIterator<CommandSpec> {
   return table.values();
 }
 
-/** The spec for unknown commands: routed by their first argument, as Envoy's simple commands. */
-export const UNKNOWN_WITH_KEY: CommandSpec = { name: '?', kind: 'keys', first: 1, last: 1, step: 1, write: true };
-export const UNKNOWN_KEYLESS: CommandSpec = { name: '?', kind: 'keyless', ...NONE, write: true };
+/** The spec for commands the table does not know: refused (the table is an allow-list, as Envoy's). */
+export const UNKNOWN: CommandSpec = { name: '?', kind: 'unsupported', ...NONE, write: true };

@@ -38,6 +38,9 @@ export const MAX_DEPTH = 128;
 /** Error codes that say the server cannot serve now (a failure of the upstream, not of the command). */
 const SERVER_ERRORS = new Set(['LOADING', 'BUSY', 'MASTERDOWN', 'TRYAGAIN', 'CLUSTERDOWN', 'MOVED', 'ASK', 'NOREPLICAS', 'READONLY', 'OOM']);
 
+/** Why the decoder replaced a reply by an error of its own (the reply itself was skipped). */
+export type RefusedReply = 'too_large' | 'too_deep';
+
 export class RedisReply implements Frame {
   readonly requestId = 0;
   readonly expectsReply = false;
@@ -46,6 +49,8 @@ export class RedisReply implements Frame {
     readonly raw: Buffer,
     readonly type: MessageType,
     readonly status: ResponseStatus,
+    /** Set when this frame stands in for a reply over the limits, which was skipped. */
+    readonly refused?: RefusedReply,
   ) {}
 
   get metadata(): Metadata {
@@ -231,13 +236,22 @@ export class ReplyScanner {
   }
 }
 
-/** Cuts an upstream byte stream into replies (resumable, one copy per byte of an incomplete reply). */
+/**
+ * Cuts an upstream byte stream into replies (resumable, one copy per byte of an incomplete reply).
+ *
+ * A reply over the frame limit or nested deeper than MAX_DEPTH is not a reason to drop the connection that every
+ * client shares: the decoder emits an error reply in its place (so that its command, and only it, fails) and then
+ * skips the reply's bytes as they arrive, holding none of them, so that the stream keeps its place. Only bytes that
+ * are not RESP at all end the connection.
+ */
 export class ReplyDecoder {
   private readonly scanner: ReplyScanner;
   private pending: Buffer | null = null;
   private pendingLen = 0;
+  /** Set while the rest of a refused reply is being skipped. */
+  private skipper: ReplySkipper | undefined;
 
-  constructor(maxFrameSize: number) {
+  constructor(private readonly maxFrameSize: number) {
     this.scanner = new ReplyScanner(maxFrameSize);
   }
 
@@ -247,10 +261,29 @@ export class ReplyDecoder {
 
   decode(chunk: Buffer, sink: (frame: Frame) => void): void {
     let off = 0;
-    if (this.pending !== null) {
+    if (this.skipper !== undefined) {
+      const end = this.skipper.feed(chunk, 0);
+      if (end === INCOMPLETE) return;
+      this.skipper = undefined;
+      off = end;
+    } else if (this.pending !== null) {
       const before = this.pendingLen;
       this.append(chunk);
-      const end = this.scanner.scan(this.pending, 0, this.pendingLen);
+      let end: number;
+      try {
+        end = this.scanner.scan(this.pending, 0, this.pendingLen);
+      } catch (err) {
+        const refused = refusal(err);
+        const held = this.pending.subarray(0, this.pendingLen);
+        this.pending = null;
+        this.pendingLen = 0;
+        const skipped = this.refuse(held, 0, refused, sink);
+        if (skipped === INCOMPLETE) return;
+        end = skipped;
+        off = end - before;
+        this.decodeRest(chunk, off, sink);
+        return;
+      }
       if (end === INCOMPLETE) return;
       const raw = this.pending.subarray(0, end);
       this.pending = null;
@@ -258,9 +291,22 @@ export class ReplyDecoder {
       off = end - before;
       sink(replyFrame(raw));
     }
+    this.decodeRest(chunk, off, sink);
+  }
+
+  private decodeRest(chunk: Buffer, from: number, sink: (frame: Frame) => void): void {
+    let off = from;
     const len = chunk.length;
     while (off < len) {
-      const end = this.scanner.scan(chunk, off, len);
+      let end: number;
+      try {
+        end = this.scanner.scan(chunk, off, len);
+      } catch (err) {
+        end = this.refuse(chunk, off, refusal(err), sink);
+        if (end === INCOMPLETE) return;
+        off = end;
+        continue;
+      }
       if (end === INCOMPLETE) {
         // Resume offsets become relative to the copy.
         this.scanner.resumeAt -= off;
@@ -273,6 +319,26 @@ export class ReplyDecoder {
     }
   }
 
+  /**
+   * The value at `buf[start]` is over a limit: its command gets an error instead (a push gets nothing, it answers
+   * no command), and the value is skipped from its start. Returns where it ends in `buf`, or INCOMPLETE when the
+   * skipper goes on with the next chunks.
+   */
+  private refuse(buf: Buffer, start: number, why: RefusedReply, sink: (frame: Frame) => void): number {
+    this.scanner.reset();
+    const skipper = new ReplySkipper();
+    const end = skipper.feed(buf, start);
+    if (end === INCOMPLETE) this.skipper = skipper;
+    if (buf[start] !== PUSH) {
+      const text =
+        why === 'too_large'
+          ? `ERR upstream reply too large: over the proxy's limit of ${this.maxFrameSize} bytes`
+          : `ERR upstream reply too deep: nested deeper than the proxy's limit of ${MAX_DEPTH}`;
+      sink(new RedisReply(Buffer.from(`-${text}\r\n`, 'latin1'), 'response', 'business_exception', why));
+    }
+    return end;
+  }
+
   private append(bytes: Buffer): void {
     const need = this.pendingLen + bytes.length;
     if (this.pending === null || this.pending.length < need) {
@@ -282,6 +348,122 @@ export class ReplyDecoder {
     }
     bytes.copy(this.pending, this.pendingLen);
     this.pendingLen = need;
+  }
+}
+
+/** Over a limit (a reply to skip), or malformed (rethrown: the connection cannot keep its place). */
+function refusal(err: unknown): RefusedReply {
+  if (err instanceof CodecError && err.reason === 'frame_too_large') return 'too_large';
+  if (err instanceof CodecError && err.reason === 'too_deep') return 'too_deep';
+  throw err;
+}
+
+/**
+ * Lengths the skipper accepts: Redis' own largest bulk string is 512 MB by default (`proto-max-bulk-len`); anything
+ * beyond 4 GiB is not a reply but a broken or hostile peer, and ends the connection rather than stall it forever.
+ */
+const MAX_SKIP_LENGTH = 2 ** 32;
+/** Aggregates open at once while skipping (8 bytes each): a peer nesting deeper ends the connection. */
+export const MAX_SKIP_DEPTH = 65_536;
+
+const S_TYPE = 0;
+const S_LINE = 1;
+const S_TEXT = 2;
+const S_BULK = 3;
+
+/**
+ * Finds where one RESP value ends without keeping its bytes: a state machine fed chunk by chunk, whose memory is a
+ * header line (at most MAX_LINE) and one count per open aggregate. Used for replies the proxy will not pass on.
+ */
+export class ReplySkipper {
+  private state = S_TYPE;
+  private type = 0;
+  private readonly line: Buffer = Buffer.allocUnsafe(MAX_LINE + 2);
+  private lineLen = 0;
+  private bulkLeft = 0;
+  private readonly stack: number[] = [];
+
+  /** Consumes `buf` from `from`; the offset just after the value, or INCOMPLETE when all of `buf` was taken. */
+  feed(buf: Buffer, from: number): number {
+    let pos = from;
+    const end = buf.length;
+    while (pos < end) {
+      switch (this.state) {
+        case S_TYPE: {
+          const t = buf[pos++]!;
+          this.type = t;
+          if (t === SIMPLE || t === ERROR || t === DOUBLE || t === BIG_NUMBER) this.state = S_TEXT;
+          else if (t === INTEGER || t === NULL3 || t === BOOLEAN || t === BULK || t === BLOB_ERROR || t === VERBATIM || t === ARRAY || t === SET || t === PUSH || t === MAP || t === ATTRIBUTE) {
+            this.state = S_LINE;
+            this.lineLen = 0;
+          } else throw new CodecError('bad_type', `unknown RESP type byte 0x${t.toString(16).padStart(2, '0')}`);
+          break;
+        }
+        case S_TEXT: {
+          // The content of a text line does not matter: only where it ends.
+          const lf = buf.indexOf(LF, pos);
+          if (lf < 0) return INCOMPLETE;
+          pos = lf + 1;
+          if (this.complete()) return pos;
+          break;
+        }
+        case S_LINE: {
+          const lf = buf.indexOf(LF, pos);
+          const stop = lf < 0 ? end : lf + 1;
+          if (this.lineLen + (stop - pos) > this.line.length) throw new CodecError('bad_line', 'RESP header line too long');
+          buf.copy(this.line, this.lineLen, pos, stop);
+          this.lineLen += stop - pos;
+          pos = stop;
+          if (lf < 0) return INCOMPLETE;
+          if (this.header()) return pos;
+          break;
+        }
+        case S_BULK: {
+          const take = Math.min(this.bulkLeft, end - pos);
+          this.bulkLeft -= take;
+          pos += take;
+          if (this.bulkLeft > 0) return INCOMPLETE;
+          if (this.complete()) return pos;
+          break;
+        }
+      }
+    }
+    return INCOMPLETE;
+  }
+
+  /** A complete header line (`<digits>\r\n` after the type byte): true when it completes the whole value. */
+  private header(): boolean {
+    const line = this.line;
+    const cr = this.lineLen - 2;
+    if (cr < 0 || line[cr] !== CR) throw new CodecError('bad_line', 'a LF not preceded by CR');
+    const t = this.type;
+    if (t === INTEGER || t === NULL3 || t === BOOLEAN) return this.complete();
+    const n = parseInteger(line, 0, cr);
+    if (Number.isNaN(n) || n < -1 || n > MAX_SKIP_LENGTH) throw new CodecError('bad_length', 'invalid RESP length');
+    if (t === BULK || t === BLOB_ERROR || t === VERBATIM) {
+      if (n < 0) return this.complete();
+      this.bulkLeft = n + 2;
+      this.state = S_BULK;
+      return false;
+    }
+    const children = t === MAP ? n * 2 : t === ATTRIBUTE ? n * 2 + 1 : n;
+    if (children <= 0) return this.complete();
+    if (this.stack.length >= MAX_SKIP_DEPTH) throw new CodecError('too_deep', `RESP value nested deeper than ${MAX_SKIP_DEPTH}`);
+    this.stack.push(children);
+    this.state = S_TYPE;
+    return false;
+  }
+
+  /** One element ended: closes the aggregates it completes; true when the whole value has ended. */
+  private complete(): boolean {
+    this.state = S_TYPE;
+    const stack = this.stack;
+    while (stack.length > 0) {
+      const top = stack.length - 1;
+      if (--stack[top]! > 0) return false;
+      stack.pop();
+    }
+    return true;
   }
 }
 

@@ -5,7 +5,7 @@
  * ever see arrays). Metadata (`command`, `key`) is read on demand.
  */
 import { CodecError, type Frame, type Metadata, type MessageType } from '../../src/codec.js';
-import { commandSpec, UNKNOWN_KEYLESS, UNKNOWN_WITH_KEY, type CommandSpec } from './commands.js';
+import { commandSpec, UNKNOWN, type CommandSpec } from './commands.js';
 import { ARRAY, BULK, CR, encodeCommand, findCrlf, INCOMPLETE, LF, MAX_LINE, parseInteger } from './resp.js';
 
 /** How many recent command names {@link RedisRequest.spec} matches bytes against before it makes a string. */
@@ -118,7 +118,7 @@ export class RedisRequest implements Frame, Metadata {
       recentNames[recentNext] = { name: this.command, spec };
       recentNext = (recentNext + 1) % RECENT_NAMES;
     }
-    if (spec === undefined) spec = this.argc >= 2 ? UNKNOWN_WITH_KEY : UNKNOWN_KEYLESS;
+    if (spec === undefined) spec = UNKNOWN;
     else if (spec.sub !== undefined && this.argc >= 2) spec = spec.sub.get(this.argLower(1)) ?? spec;
     return (this.specCache = spec);
   }

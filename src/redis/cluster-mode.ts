@@ -8,8 +8,9 @@
  * Nodes that are not seeds get Endpoint objects of their own (with their own pools), made when the slot map or a
  * redirection names them, and closed when the slot map drops them or the cluster has no seeds any more.
  */
-import type { Frame, LocalReplyKind } from '../codec.js';
+import { CodecError, type Frame, type LocalReplyKind } from '../codec.js';
 import { Endpoint, type Cluster } from '../cluster.js';
+import { reenter } from '../contain.js';
 import { log } from '../log.js';
 import type { UpstreamConnection } from '../upstream.js';
 import { redisCodec } from '../../codecs/redis/index.js';
@@ -61,13 +62,38 @@ export interface Redirection {
   readonly port: number;
 }
 
-/** Reads `-MOVED 3999 127.0.0.1:6381` / `-ASK …` (IPv6 hosts keep their colons). */
+/**
+ * A host named by a server (MOVED/ASK, CLUSTER SLOTS): a DNS name or an IPv4/IPv6 address, nothing else (no
+ * spaces, no control bytes, no URL), at most 253 bytes.
+ */
+const HOST = /^[A-Za-z0-9._:%-]{1,253}$/;
+
+/** Why a port, slot or host from a server cannot be used, or undefined when it can. */
+export function nodeProblem(host: string, port: number, slot?: number): string | undefined {
+  if (!HOST.test(host)) return `invalid host "${host.slice(0, 64).replace(/[^\x20-\x7e]/g, '?')}"`;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return `port ${port} is not 1..65535`;
+  if (slot !== undefined && (!Number.isInteger(slot) || slot < 0 || slot >= SLOTS)) return `slot ${slot} is not 0..${SLOTS - 1}`;
+  return undefined;
+}
+
+/**
+ * Reads `-MOVED 3999 127.0.0.1:6381` / `-ASK …` (IPv6 hosts keep their colons). Throws a CodecError
+ * (`bad_redirection`) when it names a slot, port or host that cannot be: the server is broken or hostile.
+ */
 export function redirectionOf(raw: Buffer): Redirection | undefined {
   if (raw[0] !== 0x2d) return undefined;
   const text = raw.toString('latin1', 1, raw.indexOf(CR));
-  const m = /^(MOVED|ASK) (\d+) (.*):(\d+)$/.exec(text);
+  const m = /^(MOVED|ASK) (\d{1,18}) (.*):(\d{1,18})$/.exec(text);
   if (!m) return undefined;
-  return { ask: m[1] === 'ASK', slot: Number(m[2]), host: m[3]!, port: Number(m[4]) };
+  const r = { ask: m[1] === 'ASK', slot: Number(m[2]), host: m[3]!, port: Number(m[4]) };
+  const problem = nodeProblem(r.host, r.port, r.slot);
+  if (problem !== undefined) throw new CodecError('bad_redirection', `${m[1]} names ${problem}`);
+  return r;
+}
+
+/** Counts what a Redis Cluster's nodes sent that could not be used (set by the proxy that uses the map). */
+export interface SlotMapSink {
+  invalid(cluster: string, what: 'cluster_slots'): void;
 }
 
 /** The slot map of one cluster, and the endpoints of its nodes. */
@@ -79,8 +105,14 @@ export class SlotMap {
   private lastRefresh = 0;
   private used = false;
   private timer: NodeJS.Timeout | undefined;
+  sink: SlotMapSink | undefined;
 
   constructor(private readonly cluster: Cluster) {}
+
+  /** A throw in the refresh timer or in reading an answer: this refresh fails, the map in use stays. */
+  contain(thrown: unknown): void {
+    this.onSlotsFailed(thrown instanceof Error ? thrown.message : String(thrown));
+  }
 
   /** The node serving `slot`, or a seed while the map does not know it yet. */
   endpointFor(slot: number): Endpoint | undefined {
@@ -112,7 +144,7 @@ export class SlotMap {
     this.used = true;
     if (this.lastRefresh === 0) this.refresh();
     if (this.timer === undefined) {
-      this.timer = setInterval(() => this.tick(), REFRESH_MS);
+      this.timer = setInterval(() => reenter(this, 'timer', () => this.tick()), REFRESH_MS);
       this.timer.unref();
     }
   }
@@ -145,6 +177,7 @@ export class SlotMap {
   /** The answer to CLUSTER SLOTS: `[[start, end, [host, port, id…], replicas…]…]`. */
   onSlots(raw: Buffer): void {
     this.refreshing = false;
+    if (this.cluster.endpoints.length === 0) return; // the cluster went away while the answer was coming
     if (raw[0] !== ARRAY) {
       log.warn('redis cluster: CLUSTER SLOTS failed', { cluster: this.cluster.name, answer: raw.toString('utf8', 0, Math.min(raw.length, 200)).trim() });
       return;
@@ -154,17 +187,33 @@ export class SlotMap {
     try {
       let pos = raw.indexOf(CR) + 2;
       const ranges = parseInteger(raw, 1, pos - 2);
+      if (!(ranges >= 0 && ranges <= SLOTS)) throw new CodecError('bad_cluster_slots', `${ranges} slot ranges`);
+      // Validated whole before any node is made: one bad range fails the refresh, not half of it.
+      const found: Array<[number, number, { host: string; port: number }]> = [];
       for (let i = 0; i < ranges; i++) {
         const end = skipValue(raw, pos);
         const [from, to, master] = readRange(raw, pos);
         pos = end;
+        if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to < SLOTS)) {
+          throw new CodecError('bad_cluster_slots', `slot range ${from}-${to} is not within 0..${SLOTS - 1}`);
+        }
         if (master === undefined) continue;
+        const problem = nodeProblem(master.host, master.port);
+        if (problem !== undefined) throw new CodecError('bad_cluster_slots', `slots ${from}-${to}: ${problem}`);
+        found.push([from, to, master]);
+      }
+      for (const [from, to, master] of found) {
         const e = this.node(master.host, master.port);
         seen.add(e);
-        for (let s = from; s <= to && s < SLOTS; s++) next[s] = e;
+        for (let s = from; s <= to; s++) next[s] = e;
       }
     } catch (err) {
-      log.warn('redis cluster: unreadable CLUSTER SLOTS answer', { cluster: this.cluster.name, error: (err as Error).message });
+      // Nothing of a bad answer is used: the map in use stays until a good one comes.
+      this.sink?.invalid(this.cluster.name, 'cluster_slots');
+      log.warnLimited(`redis_cluster_slots:${this.cluster.name}`, 'redis cluster: unusable CLUSTER SLOTS answer, keeping the slot map', {
+        cluster: this.cluster.name,
+        error: (err as Error).message,
+      });
       return;
     }
     this.slots = next;
@@ -207,13 +256,16 @@ function readRange(raw: Buffer, pos: number): [number, number, { host: string; p
         const len = parseInteger(raw, hAt + 1, hCr);
         const host = raw.toString('latin1', hCr + 2, hCr + 2 + len);
         const pAt = hCr + 2 + len + 2;
+        if (raw[pAt] !== INTEGER) throw new CodecError('bad_cluster_slots', 'a node port that is not an integer');
         const port = parseInteger(raw, pAt + 1, raw.indexOf(CR, pAt));
-        if (host !== '' && host !== '?' && port > 0) master = { host, port };
+        // An empty or `?` host: the node's address is not known (yet); its slots stay with the seed.
+        if (host !== '' && host !== '?') master = { host, port };
       }
     }
     at = end;
   }
-  return [ints[0] ?? 0, ints[1] ?? -1, master];
+  if (ints.length < 2) throw new CodecError('bad_cluster_slots', 'a slot range without its start and end');
+  return [ints[0]!, ints[1]!, master];
 }
 
 const CLUSTER_SLOTS = encodeCommand([Buffer.from('CLUSTER'), Buffer.from('SLOTS')]);
@@ -229,7 +281,7 @@ class SlotsRequest {
   constructor(private readonly map: SlotMap) {}
 
   onResponse(frame: Frame): void {
-    this.map.onSlots(frame.raw);
+    reenter(this, 'response', () => this.map.onSlots(frame.raw));
   }
 
   onFailure(_kind: LocalReplyKind, message: string): void {
@@ -247,12 +299,13 @@ class SlotsRequest {
 
 const maps = new WeakMap<Cluster, SlotMap>();
 
-export function slotMapOf(cluster: Cluster): SlotMap {
+export function slotMapOf(cluster: Cluster, sink?: SlotMapSink): SlotMap {
   let m = maps.get(cluster);
   if (!m) {
     m = new SlotMap(cluster);
     maps.set(cluster, m);
   }
+  if (sink !== undefined) m.sink = sink;
   return m;
 }
 

@@ -129,6 +129,7 @@ export function readRedisProxyConfig(listener: string, typedConfig: unknown): Re
       removePrefix: !catchAll && bool(`${path}.remove_prefix`, field(raw, 'remove_prefix')),
       cluster: cluster as string,
       mirrors: (mirrorsRaw as unknown[]).map((m, i) => mirrorOf(`${path}.request_mirror_policy[${i}]`, m)),
+      allowScripts: bool(`${path}.allow_scripts`, field(raw, 'allow_scripts')),
     };
   };
 
@@ -140,7 +141,7 @@ export function readRedisProxyConfig(listener: string, typedConfig: unknown): Re
   let catchAll = catchAllRaw !== undefined && catchAllRaw !== null ? routeOf('prefix_routes.catch_all_route', catchAllRaw, true) : undefined;
   const legacyCluster = field(cfg, 'cluster');
   if (!catchAll && routes.length === 0 && typeof legacyCluster === 'string' && legacyCluster !== '') {
-    catchAll = { name: 'catch_all', prefix: Buffer.alloc(0), removePrefix: false, cluster: legacyCluster, mirrors: [] };
+    catchAll = { name: 'catch_all', prefix: Buffer.alloc(0), removePrefix: false, cluster: legacyCluster, mirrors: [], allowScripts: false };
   }
   if (!catchAll && routes.length === 0) fail('prefix_routes', 'needs at least one route or a catch_all_route');
   let router: PrefixRouter;

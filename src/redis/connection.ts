@@ -13,13 +13,13 @@ import { wheel } from '../exchange.js';
 import type { ListenerRuntime } from '../listener.js';
 import type { RequestStats } from '../metrics.js';
 import { now as clockNow } from '../clock.js';
-import { recordContained, type Continuation } from '../contain.js';
+import { containSafely, recordContained, reenter, type Continuation } from '../contain.js';
 import { log } from '../log.js';
 import type { ConnectionHandler } from '../network-filter.js';
 import { Outbox } from '../outbox.js';
 import type { Expirable } from '../timer-wheel.js';
 import type { EndpointPool, UpstreamConnection, UpstreamRequest } from '../upstream.js';
-import { describeRequest, type RedisRequest, redisCodec, skipValue, valueStart } from '../../codecs/redis/index.js';
+import { describeRequest, type RedisReply, type RedisRequest, redisCodec, skipValue, valueStart } from '../../codecs/redis/index.js';
 import { KEY_ERROR_ARITY, KEY_ERROR_NUMKEYS, NO_KEY } from '../../codecs/redis/request.js';
 import {
   ARRAY,
@@ -40,8 +40,9 @@ import {
   type Piece,
 } from '../../codecs/redis/resp.js';
 import type { RedisProxySettings } from './config.js';
-import { ASKING, isRedisCluster, keySlot, redirectionOf, slotMapOf, type Redirection } from './cluster-mode.js';
+import { ASKING, isRedisCluster, keySlot, redirectionOf, slotMapOf, type Redirection, type SlotMapSink } from './cluster-mode.js';
 import type { MirrorPolicy, RedisRoute } from './router.js';
+import { redisCounters, type RedisCounters } from './metrics.js';
 import { upstreamCodec } from './upstream.js';
 
 /** What a listener serving redis_proxy carries in its settings (read per chunk, so config changes apply at once). */
@@ -54,6 +55,8 @@ const WIRE: CodecSession = redisCodec.create({ maxFrameSize: Number.MAX_SAFE_INT
 
 /** Redirections (MOVED/ASK) followed for one command before its last answer is passed on. */
 const MAX_REDIRECTS = 3;
+/** Failed AUTH / HELLO AUTH attempts one connection may make; the last one's reply is followed by the close. */
+export const MAX_AUTH_FAILURES = 5;
 /** The Redis feature level the proxy speaks, as HELLO and INFO report it. */
 const REDIS_VERSION = '7.0.0';
 
@@ -105,7 +108,8 @@ class Batcher {
     const items = this.items;
     this.items = [];
     this.bytes = 0;
-    for (const req of items) if (req.live) req.attach(this.pool.send(req));
+    // Each request on its own: a throw (a frame that cannot be sent) fails that request, not the batch.
+    for (const req of items) if (req.live) reenter(req, 'flush', () => req.attach(this.pool.send(req)));
   }
 }
 
@@ -149,11 +153,29 @@ function endpointOf(cluster: Cluster, hash: string | undefined): Endpoint | unde
   return cluster.pick(hash, undefined);
 }
 
-/** A command's answer is a redirection to follow (Redis Cluster, or `enable_redirection`)? */
-function redirectionFor(frame: Frame, cluster: Cluster | undefined, conn: RedisConnection, redirects: number): Redirection | undefined {
+/**
+ * A command's answer is a redirection to follow (Redis Cluster, or `enable_redirection`)? A redirection naming a
+ * port, slot or host that cannot be is counted and becomes the error its command is answered with.
+ */
+function redirectionFor(frame: Frame, cluster: Cluster | undefined, conn: RedisConnection, redirects: number): Redirection | Buffer | undefined {
   if (frame.status !== 'error' || cluster === undefined || redirects >= MAX_REDIRECTS) return undefined;
   if (!isRedisCluster(cluster) && !conn.settings.redirection) return undefined;
-  return redirectionOf(frame.raw);
+  try {
+    return redirectionOf(frame.raw);
+  } catch (err) {
+    conn.counters.invalid.labels(cluster.name, 'redirection').inc();
+    log.warnLimited(`redis_redirection:${cluster.name}`, 'redis: an upstream redirection names an unusable node; its command fails', {
+      cluster: cluster.name,
+      error: (err as Error).message,
+    });
+    return errorReply(`ERR upstream sent an unusable redirection: ${(err as Error).message}`);
+  }
+}
+
+/** Counts a reply the codec refused (over the size or depth limit) and skipped. */
+function noteRefused(frame: Frame, conn: RedisConnection): void {
+  const why = (frame as RedisReply).refused;
+  if (why !== undefined) conn.counters.replies.labels(conn.listener.name, why).inc();
 }
 
 /**
@@ -215,7 +237,11 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   authed: boolean;
   resp3 = false;
   private clientName: Buffer | undefined;
+  private authFailures = 0;
   settings: RedisProxySettings;
+  readonly counters: RedisCounters;
+  /** Where the slot maps this connection uses count what their nodes send that cannot be used. */
+  readonly slotSink: SlotMapSink;
   private readonly onFrameBound = (f: Frame): void => this.onFrame(f);
 
   constructor(
@@ -225,6 +251,9 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   ) {
     this.settings = settings;
     this.authed = settings.passwords === undefined;
+    this.counters = redisCounters(listener.metricsRegistry);
+    const invalid = this.counters.invalid;
+    this.slotSink = { invalid: (cluster, what) => invalid.labels(cluster, what).inc() };
     this.session = listener.codec.create({ maxFrameSize: listener.maxFrameSize, side: 'downstream' });
     // After a flush the socket may have taken everything (no 'drain' then): commands held for the buffer go on.
     this.outbox = new Outbox(socket, 'tick', () => {
@@ -283,7 +312,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.outbox.flush();
       this.socket.end();
     }
-    else setTimeout(() => this.closeWhenIdle(), 50).unref();
+    else setTimeout(() => reenter(this, 'timer', () => this.closeWhenIdle()), 50).unref();
   }
 
   // ------------------------------------------------------------------------------------------------ input
@@ -404,9 +433,18 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     this.releasing = false;
   }
 
+  /** One decoded command; what it throws closes this connection only (its place in the reply order is lost). */
   private handle(frame: Frame): void {
     if (this.closing) return;
-    const req = frame as RedisRequest;
+    try {
+      this.command(frame as RedisRequest);
+    } catch (thrown) {
+      this.closing = true;
+      containSafely(this, thrown, 'request');
+    }
+  }
+
+  private command(req: RedisRequest): void {
     const spec = req.spec;
     if (!this.authed && spec.kind !== 'local') {
       this.reject(errorReply('NOAUTH Authentication required.'));
@@ -417,7 +455,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
         this.localCommand(req);
         return;
       case 'unsupported':
-        this.reject(errorReply(`ERR unsupported command '${req.command}'${spec.reason ? `: ${spec.reason}` : ''}`));
+        this.refuse('unsupported_command', `ERR unsupported command '${printableKey(req.command)}'${spec.reason ? `: ${spec.reason}` : ''}`);
         return;
       case 'mget':
       case 'mset':
@@ -442,6 +480,15 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.reject(errorReply('ERR value is not an integer or out of range'));
       return;
     }
+    if (spec.script && ki === NO_KEY) {
+      // A script without declared keys could touch any route's keys: there is no route it may run on.
+      this.refuse('script_without_keys', `ERR unsupported command '${req.command}' without keys: a script must declare the keys it uses (numkeys > 0)`);
+      return;
+    }
+    if (spec.patternOption && hasSortPattern(req)) {
+      this.refuse('sort_pattern', `ERR unsupported command '${req.command}' with BY or GET patterns: they read keys the proxy cannot route`);
+      return;
+    }
     if (spec.blockOption && req.hasBlockOption()) {
       this.reject(errorReply(`ERR unsupported command '${req.command}' with BLOCK: blocking commands would stall every client sharing the upstream connection`));
       return;
@@ -449,8 +496,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     if (ki === NO_KEY) {
       const route = router.catchAll;
       if (route === undefined) {
-        if (req.command === 'info') this.local(this.infoReply());
-        else this.reject(errorReply(`ERR no route for command '${req.command}'`));
+        this.reject(errorReply(`ERR no route for command '${req.command}'`));
         return;
       }
       this.start(req, route, req, undefined, undefined);
@@ -477,6 +523,10 @@ export class RedisConnection implements ConnectionHandler, Expirable {
           }
         }
       } else keys = undefined;
+    }
+    if (spec.script && !route.allowScripts) {
+      this.refuse('script_not_allowed', `ERR unsupported command '${req.command}': scripts are not allowed on route '${route.name}'`);
+      return;
     }
     let hash: string | undefined;
     const cluster = this.listener.clusters.get(route.cluster);
@@ -679,6 +729,10 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       case 'client':
         this.client(req);
         return;
+      case 'info':
+        // Never forwarded: a server's INFO tells its configuration, clients and replication to whoever asks.
+        this.local(this.infoReply());
+        return;
       default:
         this.local(errorReply(`ERR unsupported command '${req.command}'`));
     }
@@ -720,8 +774,30 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.authed = true;
       this.local(OK);
     } else {
-      this.local(errorReply('WRONGPASS invalid username-password pair or user is disabled.'));
+      this.authFailed();
     }
+  }
+
+  /**
+   * A wrong password: WRONGPASS, counted; the MAX_AUTH_FAILURES-th on one connection also closes it (after that
+   * reply), so guessing costs a new connection every few tries instead of running at pipeline speed.
+   */
+  private authFailed(): void {
+    const auth = this.counters.auth;
+    auth.labels(this.listener.name, 'rejected').inc();
+    const wrong = errorReply('WRONGPASS invalid username-password pair or user is disabled.');
+    if (++this.authFailures < MAX_AUTH_FAILURES) {
+      this.local(wrong);
+      return;
+    }
+    auth.labels(this.listener.name, 'closed').inc();
+    log.warnLimited(`redis_auth:${this.listener.name}`, 'closing a redis connection after too many failed AUTH attempts', {
+      listener: this.listener.name,
+      remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      failures: this.authFailures,
+    });
+    this.closing = true;
+    this.local(wrong, true);
   }
 
   private checkCredentials(user: Buffer | undefined, password: Buffer): boolean {
@@ -769,7 +845,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
         return;
       }
       if (!this.checkCredentials(user, password)) {
-        this.local(errorReply('WRONGPASS invalid username-password pair or user is disabled.'));
+        this.authFailed();
         return;
       }
       this.authed = true;
@@ -824,6 +900,12 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     cmd.closeAfter = closeAfter;
     this.queue.push(cmd);
     cmd.complete(bytes, 'none');
+  }
+
+  /** A command the policy refuses (never forwarded): counted as a local reply and by reason. */
+  private refuse(reason: string, text: string): void {
+    this.counters.refused.labels(this.listener.name, reason).inc();
+    this.reject(errorReply(text));
   }
 
   /** An error the proxy answers a data command with (no route, unsupported, …): counted as a local reply. */
@@ -938,6 +1020,7 @@ interface Group {
 function target(conn: RedisConnection, cluster: Cluster | undefined, clusterName: string, hash: string | undefined): Target | [LocalReplyKind, string] {
   if (cluster === undefined) return ['no_healthy_upstream', `unknown cluster ${clusterName}`];
   if (!cluster.hasRequestCapacity) return ['over_limit', `cluster ${cluster.name} is at its limit of ${cluster.settings.maxRequests} requests in flight`];
+  if (isRedisCluster(cluster)) slotMapOf(cluster, conn.slotSink);
   const endpoint = endpointOf(cluster, hash);
   if (endpoint === undefined) return ['no_healthy_upstream', `no healthy upstream in cluster ${cluster.name}`];
   return { cluster, endpoint, pool: cluster.pool(endpoint, upstreamCodec(cluster, conn.resp3), 'redis') };
@@ -1030,7 +1113,14 @@ class Command implements Sendable, Expirable {
 
   onResponse(frame: Frame): void {
     if (this.phase !== Phase.Upstream) return;
+    noteRefused(frame, this.conn);
     const r = redirectionFor(frame, this.cluster, this.conn, this.redirects);
+    if (Buffer.isBuffer(r)) {
+      if (this.endpoint) this.cluster?.reportError(this.endpoint);
+      this.release();
+      this.complete(r, 'error');
+      return;
+    }
     if (r !== undefined) {
       this.redirects++;
       const cluster = this.cluster!;
@@ -1280,7 +1370,14 @@ class Part implements Sendable {
 
   onResponse(frame: Frame): void {
     if (this.state !== Phase.Upstream) return;
+    noteRefused(frame, this.conn!);
     const r = redirectionFor(frame, this.cluster, this.conn!, this.redirects);
+    if (Buffer.isBuffer(r)) {
+      if (this.endpoint) this.cluster?.reportError(this.endpoint);
+      this.release();
+      this.end(r, 'error', this.conn!);
+      return;
+    }
     if (r !== undefined) {
       this.redirects++;
       const cluster = this.cluster!;
@@ -1372,6 +1469,17 @@ class Mirror implements Sendable {
 
   /** Nobody reads a mirror's answer: nothing to contain. */
   contain(): void {}
+}
+
+/** SORT's `BY pattern` (other than `BY nosort`) or `GET pattern`: reads keys named by a pattern. */
+function hasSortPattern(req: RedisRequest): boolean {
+  for (let i = 2; i < req.argc; i++) {
+    if (req.argIs(i, 'get')) return true;
+    if (req.argIs(i, 'by') && !(i + 1 < req.argc && req.argIs(i + 1, 'nosort'))) return true;
+    if (req.argIs(i, 'limit')) i += 2;
+    else if (req.argIs(i, 'store') || req.argIs(i, 'by')) i += 1;
+  }
+  return false;
 }
 
 function sameBytes(a: Buffer, b: Buffer): boolean {

@@ -19,6 +19,8 @@ export interface RedisRoute {
   readonly removePrefix: boolean;
   readonly cluster: string;
   readonly mirrors: readonly MirrorPolicy[];
+  /** Scripts (EVAL, EVALSHA, FCALL …) whose keys are all on this route may run (a Waypost extension). */
+  readonly allowScripts: boolean;
 }
 
 class Node {

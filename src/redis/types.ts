@@ -31,6 +31,11 @@ export interface RedisRouteJson {
   remove_prefix?: boolean;
   cluster: string;
   request_mirror_policy?: RedisMirrorPolicyJson[];
+  /**
+   * Waypost's own: scripts (EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, FCALL, FCALL_RO) whose declared keys are all on
+   * this route are forwarded; otherwise they are refused. Absent from Envoy's RedisProxy.
+   */
+  allow_scripts?: boolean;
   /** Waypost also reads Envoy's `key_formatter` as absent: it is not supported. */
   key_formatter?: string;
 }

@@ -143,6 +143,22 @@ describe('requests', () => {
     expect(client('CLIENT', 'KILL', 'ID', '1')).toBe('unsupported');
   });
 
+  it('is an allow-list: administrative, keyless and unknown commands are refused, scripts are marked', () => {
+    const kind = (...a: string[]) => (decodeAll(downstream(), [encode(a)])[0] as RedisRequest).spec;
+    const admin = ['CONFIG', 'ACL', 'DEBUG', 'SHUTDOWN', 'SCRIPT', 'FUNCTION', 'MODULE', 'MONITOR', 'SLAVEOF', 'REPLICAOF', 'FLUSHALL', 'FLUSHDB', 'SAVE', 'BGSAVE', 'SWAPDB', 'COMMAND', 'LATENCY', 'SLOWLOG', 'FAILOVER'];
+    for (const c of admin) expect(kind(c, 'x').kind, c).toBe('unsupported');
+    for (const c of ['KEYS', 'SCAN', 'DBSIZE', 'RANDOMKEY', 'PUBSUB', 'MOVE']) expect(kind(c, 'x').kind, c).toBe('unsupported');
+    // Commands the table does not know are not routed by a guessed key any more.
+    expect(kind('NOSUCH.COMMAND', 'key').kind).toBe('unsupported');
+    expect(kind('OBJECT', 'HELP').kind).toBe('unsupported');
+    expect(kind('OBJECT', 'ENCODING', 'k').kind).toBe('keys');
+    expect(kind('INFO').kind).toBe('local');
+    // RedisBloom commands are in Envoy's list.
+    expect(kind('BF.ADD', 'k', 'v')).toMatchObject({ kind: 'keys', write: true });
+    for (const c of ['EVAL', 'EVALSHA', 'EVAL_RO', 'EVALSHA_RO', 'FCALL', 'FCALL_RO']) expect(kind(c, 's', '0')).toMatchObject({ kind: 'numkeys', script: true });
+    expect(commandSpec('get')?.script).toBeUndefined();
+  });
+
   it('reads inline commands (quotes, escapes, CRLF or LF) as arrays, and skips empty ones', () => {
     const frames = decodeAll(downstream(), [
       Buffer.from('PING\r\n\r\nSET k "hello world\\x41\\n"\nGET \'it\\\'s\'\r\n   \r\n*0\r\n*-1\r\nECHO "a b"  \r\n'),
@@ -334,12 +350,58 @@ describe('replies: hand-made shapes and garbage', () => {
     expect(skipValue(bytes, 0)).toBe(frames[0]!.raw.length);
   });
 
-  it('decodes deep and wide aggregates without recursion, and rejects nesting deeper than 128', () => {
+  it('decodes deep and wide aggregates without recursion; a reply nested deeper than 128 is replaced by an error and skipped', () => {
     const deep = Buffer.from('*1\r\n'.repeat(100) + ':1\r\n');
     expect(decodeAll(upstream(), [deep])).toHaveLength(1);
     const wide = Buffer.concat([Buffer.from('*20000\r\n'), Buffer.from(':7\r\n'.repeat(20000))]);
     expect(decodeAll(upstream(), [wide])[0]!.raw.length).toBe(wide.length);
-    expect(codecError(() => decodeAll(upstream(), [Buffer.from('*1\r\n'.repeat(200) + ':1\r\n')])).reason).toBe('too_deep');
+    // Nested *2 levels (each with a sibling) deeper than the limit, then the next reply: the stream keeps its place.
+    const tooDeep = Buffer.from('*2\r\n'.repeat(300) + ':1\r\n'.repeat(301) + '+NEXT\r\n');
+    for (const cut of [tooDeep.length, 7, 1]) {
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < tooDeep.length; i += cut) chunks.push(tooDeep.subarray(i, i + cut));
+      const frames = decodeAll(upstream(), chunks) as RedisReply[];
+      expect(frames.map((f) => f.raw.toString()), `chunks of ${cut}`).toEqual([
+        "-ERR upstream reply too deep: nested deeper than the proxy's limit of 128\r\n",
+        '+NEXT\r\n',
+      ]);
+      expect(frames[0]!.refused).toBe('too_deep');
+      expect(frames[0]!.type).toBe('response');
+    }
+  });
+
+  it('replaces an oversize reply by an error and skips its bytes without holding them, in any chunking', () => {
+    const max = 1000;
+    const big = Buffer.alloc(50_000, 0x61);
+    const replies = [
+      Buffer.from('+BEFORE\r\n'),
+      Buffer.concat([Buffer.from(`$${big.length}\r\n`), big, Buffer.from('\r\n')]),
+      Buffer.from(':1\r\n'),
+      // An array whose elements are each small but whose whole is over the limit.
+      Buffer.concat([Buffer.from('*300\r\n'), Buffer.from('$5\r\nhello\r\n'.repeat(300))]),
+      // A long simple string and a map with a verbatim string and an attribute, also over the limit.
+      Buffer.from(`+${'x'.repeat(5000)}\r\n`),
+      Buffer.concat([Buffer.from('|1\r\n+a\r\n:1\r\n%1\r\n+k\r\n'), Buffer.from(`=${2004}\r\ntxt:${'y'.repeat(2000)}\r\n`)]),
+      Buffer.from('$-1\r\n'),
+    ];
+    const stream = Buffer.concat(replies);
+    const tooLarge = "-ERR upstream reply too large: over the proxy's limit of 1000 bytes\r\n";
+    for (const cut of [stream.length, 4096, 333, 1]) {
+      const session = upstream(max);
+      const out: Frame[] = [];
+      let most = 0;
+      for (let i = 0; i < stream.length; i += cut) {
+        session.decode(stream.subarray(i, i + cut), (f) => out.push(f));
+        most = Math.max(most, session.buffered);
+      }
+      expect(out.map((f) => f.raw.toString()), `chunks of ${cut}`).toEqual(['+BEFORE\r\n', tooLarge, ':1\r\n', tooLarge, tooLarge, tooLarge, '$-1\r\n']);
+      expect(out.map((f) => (f as RedisReply).refused)).toEqual([undefined, 'too_large', undefined, 'too_large', 'too_large', 'too_large', undefined]);
+      // Nothing of a refused reply is held beyond the limit (plus the chunk that crossed it).
+      expect(most).toBeLessThanOrEqual(max + cut);
+    }
+    // A refused push answers no command: it is skipped without a frame.
+    const push = Buffer.concat([Buffer.from('>2\r\n+message\r\n'), Buffer.from(`$5000\r\n${'z'.repeat(5000)}\r\n`), Buffer.from('+OK\r\n')]);
+    expect(decodeAll(upstream(max), [push]).map((f) => f.raw.toString())).toEqual(['+OK\r\n']);
   });
 
   it('rejects garbage and oversize replies', () => {
@@ -351,8 +413,9 @@ describe('replies: hand-made shapes and garbage', () => {
     expect(err('#x\r\n')).toBe('bad_boolean');
     expect(err('$?\r\n')).toBe('unsupported_type');
     expect(err('$3\r\nabcd\r\n')).toBe('bad_bulk');
-    expect(err('$5000\r\n', 1000)).toBe('frame_too_large');
-    expect(err('*100000\r\n', 1000)).toBe('frame_too_large');
+    // Lengths no Redis reply can have are garbage too, even over the limit (skipping them would never end).
+    expect(err(`$${2 ** 40}\r\n`, 1000)).toBe('bad_length');
+    expect(err('*-5\r\n', 1000)).toBe('bad_length');
   });
 });
 

@@ -95,8 +95,9 @@ describe('Redis Cluster', () => {
     expect(await to.direct().get(key)).toBe('changed');
   });
 
-  it('sends keyless commands to a seed node', async () => {
+  it('answers INFO itself and refuses keyless commands, which have no slot', async () => {
     const client = fx.client(port);
-    expect(await client.info('cluster')).toMatch(/cluster_enabled:1/);
+    expect(await client.info('cluster')).toMatch(/redis_mode:standalone/);
+    await expect(client.dbsize()).rejects.toThrow(/^ERR unsupported command 'dbsize'/);
   });
 });

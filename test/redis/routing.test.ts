@@ -37,7 +37,7 @@ function routes(extra: Record<string, unknown> = {}): unknown[] {
     redisService('cache', {
       host: [CACHE],
       redis: [
-        { match: { key: { prefix: 'user:', removePrefix: true } }, route: { host: USERS } },
+        { match: { key: { prefix: 'user:', removePrefix: true } }, route: { host: USERS }, allowScripts: true },
         { match: { key: { prefix: 'user:vip:' } }, route: { host: VIP } },
         { route: { host: CACHE } },
       ],
@@ -83,16 +83,19 @@ describe('prefix routes', () => {
     expect(await b.direct().get('to')).toBe('x');
     await expect(client.rename('user:to', 'elsewhere')).rejects.toThrow(/CROSSSLOT.*'rename'.*'user:'.*'catch_all'/);
     expect(await b.direct().get('to')).toBe('x');
-    // Keyed by the numkeys argument: EVAL's keys are stripped too.
+    // Keyed by the numkeys argument (the route allows scripts): EVAL's keys are stripped too.
     expect(await client.eval('return redis.call("GET", KEYS[1])', 1, 'user:to')).toBe('x');
+    // Its keys must all be on that route, like any multi-key command.
+    await expect(client.eval('return 1', 2, 'user:to', 'elsewhere')).rejects.toThrow(/CROSSSLOT.*'eval'/);
   });
 
-  it('sends keyless commands to the catch-all route', async () => {
+  it('refuses keyless commands even with a catch-all route (as Envoy), and answers INFO itself', async () => {
     const client = fx.client(port);
     await a.direct().set('only-on-a', '1');
-    const n = await a.direct().dbsize();
-    expect(await client.dbsize()).toBe(n);
-    expect(await client.call('KEYS', 'only-on-*')).toEqual(['only-on-a']);
+    await expect(client.dbsize()).rejects.toThrow("ERR unsupported command 'dbsize': it has no key to route by and would reach every route's keys");
+    await expect(client.call('KEYS', 'only-on-*')).rejects.toThrow(/^ERR unsupported command 'keys'/);
+    await expect(client.scan(0)).rejects.toThrow(/^ERR unsupported command 'scan'/);
+    expect(await client.info('server')).toMatch(/proxy:waypost/);
   });
 
   it('applies config changes to connections already open (case-insensitive prefixes here)', async () => {
@@ -343,11 +346,11 @@ describe('without a RedisService', () => {
     const client = fx.client(listen!);
     await client.set('user:plain', 'v');
     expect(await c.direct().get('user:plain')).toBe('v');
-    expect(await client.info('server')).toMatch(/redis_version:7/);
+    expect(await client.info('server')).toMatch(/redis_version:7.*\r\nredis_mode:standalone\r\nproxy:waypost/s);
     await fx.apply(routes());
   });
 
-  it('answers INFO itself and refuses other keyless commands when there is no catch-all route', async () => {
+  it('answers INFO itself and refuses other keyless commands when there is no catch-all route either', async () => {
     const [listen] = await freePorts(1);
     const host = 'prefixonly.redis.svc.cluster.local';
     await fx.apply([
@@ -358,7 +361,7 @@ describe('without a RedisService', () => {
     const raw: RawClient = await fx.raw(listen!);
     const [info, dbsize, get, set] = await raw.commands([['INFO'], ['DBSIZE'], ['GET', 'other'], ['SET', 'p:1', 'x']]);
     expect(info).toContain('loading:0');
-    expect(dbsize).toBe("-ERR no route for command 'dbsize'");
+    expect(dbsize).toMatch(/^-ERR unsupported command 'dbsize'/);
     expect(get).toBe("-ERR no route for key 'other'");
     expect(set).toBe('+OK');
     // ioredis' ready check (INFO) passes, so it connects.
