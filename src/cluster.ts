@@ -39,6 +39,13 @@ export class Endpoint {
     return n;
   }
 
+  /** Requests written to this endpoint's connections and still awaiting their answer (mirrors included). */
+  get awaitingAnswers(): number {
+    let n = 0;
+    for (const byKey of this.pools.values()) for (const p of byKey.values()) n += p.active;
+    return n;
+  }
+
   close(): void {
     for (const byKey of this.pools.values()) for (const p of byKey.values()) p.close();
     this.pools.clear();

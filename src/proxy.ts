@@ -1,13 +1,14 @@
 import type { CodecRegistry } from './codec-registry.js';
 import { Cluster, type OutlierSettings } from './cluster.js';
 import type { AccessLog } from './access-log.js';
-import { DEFAULT_LIMITS, type DownstreamLimits, type TracingMode } from './limits.js';
+import { DEFAULT_LIMITS, defaultMemoryBudget, type DownstreamLimits, type TracingMode } from './limits.js';
 import { ListenerRuntime, type ListenerOptions, type ListenerSettings } from './listener.js';
 import { log } from './log.js';
 import { setUpstreamBufferLimit } from './upstream.js';
 import { Metrics, type RequestCounts } from './metrics.js';
 import { RouteTable } from './router.js';
 import { networkFilters } from './network-filters.js';
+import { OverloadManager } from './overload.js';
 import { listenerTlsOf, resolveSnapshotTls } from './tls.js';
 import type { ClusterLoadAssignment, Listener, MetaRoute, ResourceSnapshot } from './xds/resources.js';
 
@@ -25,6 +26,8 @@ export interface ProxyOptions {
   readonly accessLog?: AccessLog | undefined;
   /** `--tracing`: W3C traceparent handling (default `propagate`). */
   readonly tracing?: TracingMode;
+  /** `--memory-budget`: bytes this process may hold in connection buffers (src/overload.ts); default {@link defaultMemoryBudget}. */
+  readonly memoryBudget?: number;
 }
 
 /** A config that could not be applied; the previous one keeps serving. */
@@ -57,11 +60,15 @@ export class Proxy {
   private readonly connectionsPerEndpoint: number;
 
   private readonly listenerOptions: ListenerOptions;
+  /** The memory budget every listener's connections charge (src/overload.ts). */
+  readonly overload: OverloadManager;
 
   constructor(private readonly options: ProxyOptions) {
     this.maxFrameSize = options.maxFrameSize ?? 8 * 1024 * 1024;
     const limits: DownstreamLimits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.listenerOptions = { limits, accessLog: options.accessLog, tracing: options.tracing ?? 'propagate' };
+    this.overload = new OverloadManager({ budgetBytes: options.memoryBudget ?? defaultMemoryBudget(), sample: () => this.totalBufferedBytes() });
+    this.overload.start(this.metrics.registry);
+    this.listenerOptions = { limits, accessLog: options.accessLog, tracing: options.tracing ?? 'propagate', overload: this.overload };
     if (options.limits?.bufferLimitBytes !== undefined) setUpstreamBufferLimit(limits.bufferLimitBytes);
     if (options.accessLog) options.accessLog.onDropped = () => this.metrics.accessLogDropped.inc();
     this.metrics.bufferedBytesSource = () => this.bufferedBytes();
@@ -185,6 +192,7 @@ export class Proxy {
         ...(e.available(now) ? {} : { ejected_for_ms: e.ejectedUntil - now }),
         ejections: e.ejections,
         active_requests: e.active,
+        awaiting_answers: e.awaitingAnswers,
         connections: e.connectionCount,
       })),
     }));
@@ -266,6 +274,14 @@ export class Proxy {
     return { downstream, upstream };
   }
 
+  /** Every byte held in connection buffers, both directions (the memory budget's sample). */
+  private totalBufferedBytes(): number {
+    let n = 0;
+    for (const l of this.listeners.values()) n += l.bufferedBytes;
+    for (const c of this.clusters.values()) for (const e of c.endpoints) for (const byKey of e.pools.values()) for (const pool of byKey.values()) n += pool.bufferedBytes;
+    return n;
+  }
+
   /**
    * Graceful drain (SIGTERM): every listener stops accepting, in-flight requests are answered, each connection is
    * closed once it has nothing in flight; after `timeoutMs` whatever is left is closed. Then everything is closed.
@@ -286,6 +302,7 @@ export class Proxy {
   }
 
   async close(): Promise<void> {
+    this.overload.stop();
     for (const l of this.listeners.values()) l.destroy();
     this.listeners.clear();
     for (const c of this.clusters.values()) c.close();
