@@ -14,6 +14,9 @@
  *   in values turned into `-`, and parameters that are not valid label names/values (`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?
  *   [A-Za-z0-9])?$`, at most 63 characters) dropped; plus `registryName: <registry name>`.
  * - Providers of one host in another namespace than the first one's are ignored (logged), as in dubbo2istio.
+ * - A provider URL whose port is not 1..65535, whose host is not an IP address or a host name, or whose `weight` is
+ *   not an integer in 0..2^31-1 (what Dubbo itself parses) is ignored, with a warning: the registry is written by
+ *   every provider, so nothing in it is trusted to be well-formed.
  *
  * Where Waypost differs, and why:
  * - A provider without `aeraki_meta_app_namespace` is not ignored: it goes to the source's default namespace (plain
@@ -22,10 +25,13 @@
  *   it because a Kubernetes Service has one target port; a WorkloadEntry names its own). The ServiceEntry's port —
  *   the listener's — is the lowest provider port when the host is first seen, and stays while the source runs.
  */
+import { isIpOrHostname } from '../../src/xds/validate.js';
 import { KIND_SERVICE_ENTRY, type CrdDocument, type WorkloadEntry } from '../types.js';
 
 export const DUBBO_PORT_NAME = 'tcp-metaprotocol-dubbo';
 export const REGISTRY_NAME_LABEL = 'registryName';
+/** Java's Integer.MAX_VALUE: Dubbo parses `weight` as an int. */
+const MAX_WEIGHT = 2_147_483_647;
 
 export interface DubboProvider {
   /** The znode name as registered (URL-encoded). */
@@ -71,17 +77,27 @@ export function parseProviderNode(node: string, why?: (reason: string) => void):
   }
   const port = Number(portText);
   if (!(port >= 1 && port <= 65535)) {
-    why?.(`port ${portText} is out of range`);
+    why?.(`port ${portText} is out of range (1..65535)`);
+    return undefined;
+  }
+  const ip = host!.replace(/^\[|\]$/g, '');
+  if (!isIpOrHostname(ip)) {
+    why?.(`host ${JSON.stringify(ip)} is not an IP address or a host name`);
     return undefined;
   }
   const params: Record<string, string> = {};
   for (const [k, v] of new URLSearchParams(query ?? '')) params[k] = v;
+  // Dubbo reads `weight` as a Java int (default 100); anything else is a broken or hostile registration.
+  if (params.weight !== undefined && !(/^\d{1,10}$/.test(params.weight) && Number(params.weight) <= MAX_WEIGHT)) {
+    why?.(`weight ${JSON.stringify(params.weight)} is not an integer in 0..${MAX_WEIGHT}`);
+    return undefined;
+  }
   const iface = params.interface || path!;
   if (!iface) {
     why?.('no interface');
     return undefined;
   }
-  return { node, ip: host!.replace(/^\[|\]$/g, ''), port, interface: iface, params };
+  return { node, ip, port, interface: iface, params };
 }
 
 /** `<interface>[-<group>][-<version, dots as dashes>]`, lower-cased. */

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { ZookeeperSource } from '../../control/sources/zookeeper.js';
 import type { CrdDocument } from '../../control/types.js';
+import { checkDocuments } from '../../control/validate.js';
 import { freePort, freePorts, httpGet } from '../../examples/dubbo/harness.js';
 import { DEMO_INTERFACE, startProvider, type Provider } from '../../examples/dubbo/provider.js';
 import { RawDubboConnection } from '../../examples/dubbo/raw-client.js';
@@ -136,6 +137,38 @@ describe('ZookeeperSource', () => {
     await regs.pop()!.close();
     await until(() => endpoints().length === 0, 'the provider to leave, seen after the reconnect', 5000);
   }, 60_000);
+
+  it('ignores, with a warning, hostile provider URLs (port 99999, a non-numeric or overflowing weight, a host that is no host) and keeps the good one', async () => {
+    const mark = logLines.length;
+    const good = await registerProvider(zk.address, '10.0.0.7', 20880, { aeraki_meta_app_version: 'v1', weight: '100' });
+    regs.push(good);
+    const hostile = [
+      await registerProvider(zk.address, '10.0.0.8', 99999, { aeraki_meta_app_version: 'v1' }),
+      await registerProvider(zk.address, '10.0.0.9', 20880, { aeraki_meta_app_version: 'v1', weight: 'heavy' }),
+      await registerProvider(zk.address, '10.0.0.10', 20880, { aeraki_meta_app_version: 'v1', weight: '99999999999' }),
+      await registerProvider(zk.address, '10.0.0.11', 20880, { aeraki_meta_app_version: 'v1', weight: '-5' }),
+      await registerProvider(zk.address, 'evil host', 20880, { aeraki_meta_app_version: 'v1' }),
+    ];
+    regs.push(...hostile);
+    const warned = (text: string) => logLines.slice(mark).some((l) => l.includes('WARN') && l.includes('zookeeper: ignoring provider') && l.includes(text));
+    await until(
+      () => ['port 99999 is out of range', 'weight "heavy" is not an integer', 'weight "99999999999"', 'weight "-5"', 'host "evil host" is not an IP address'].every(warned),
+      'a warning for each hostile provider',
+      5000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the source logged:\n${logLines.slice(mark).join('\n')}`);
+    });
+    // Only the good provider made it, and the documents still validate.
+    expect(endpoints()).toEqual(['10.0.0.7:20880']);
+    expect((entry()!.spec as SeSpec).ports[0]!.number).toBe(20880);
+    expect(checkDocuments(src.documents()).errors.map((e) => e.format())).toEqual([]);
+    // Each is warned about once, not on every rebuild.
+    const again = await registerProvider(zk.address, '10.0.0.12', 20880, { aeraki_meta_app_version: 'v2' });
+    await until(() => endpoints().length === 2, 'one more good provider', 5000);
+    expect(logLines.slice(mark).filter((l) => l.includes('port 99999 is out of range'))).toHaveLength(1);
+    await Promise.all([again, ...regs.splice(regs.indexOf(good))].map((r) => r.close()));
+    await until(() => endpoints().length === 0, 'the providers to leave', 5000);
+  }, 30_000);
 
   it('leaves out, and logs, a second service whose listener port is taken', async () => {
     regs.push(await registerProvider(zk.address, '10.0.0.3', 20880, { aeraki_meta_app_namespace: 'dubbo' }, ECHO));
