@@ -21,6 +21,7 @@ import {
   readHeaders,
   type HeaderLayout,
 } from './theader.js';
+import { strictUtf8 } from './utf8.js';
 import {
   COMPACT_PROTOCOL_ID,
   COMPACT_TYPE_SHIFT,
@@ -222,7 +223,7 @@ export class ThriftFrame implements Frame, Metadata {
     const message = buildAppException(
       this.protocol,
       this.strict,
-      this.method,
+      this.replyName(),
       this.requestId,
       appExceptionType(reply),
       reply.message,
@@ -244,6 +245,16 @@ export class ThriftFrame implements Frame, Metadata {
           message,
         );
     }
+  }
+
+  /**
+   * The name a reply carries: the method without its `Service:` prefix, as TMultiplexedProcessor answers, taken
+   * from the bytes as received so that a name that does not decode can still be answered.
+   */
+  private replyName(): Buffer {
+    const name = this.raw.subarray(this.nameStart, this.nameEnd);
+    const sep = name.indexOf(0x3a); // ':' is one byte in UTF-8 and never part of another character
+    return sep < 0 ? name : name.subarray(sep + 1);
   }
 
   /** `buf` is this frame's bytes, possibly with the message moved by `shift` (a mutated THeader). */
@@ -271,19 +282,41 @@ export class ThriftFrame implements Frame, Metadata {
     return out;
   }
 
+  /**
+   * The message name, split as TMultiplexedProcessor splits it. A request's name must read the same in every
+   * server: valid UTF-8 (Java and Node replace what is not, python refuses it, C++ compares raw bytes), and at
+   * most one ':' between two non-empty parts (Java, python and Go split at the first ':', C++ tokenizes on every
+   * ':' and drops empty tokens, so `Svc::m` is `m` to one and `:m` to the others). Anything else is `bad_body`.
+   * Replies are the upstream's own and read as they are.
+   */
   private nameParts(): { method: string; service: string | undefined } {
     if (this.names !== undefined) return this.names;
-    const name = this.raw.toString('utf8', this.nameStart, this.nameEnd);
+    const request = this.type !== 'response';
+    const name = request
+      ? strictUtf8(this.raw, this.nameStart, this.nameEnd, 'method name')
+      : this.raw.toString('utf8', this.nameStart, this.nameEnd);
     const sep = name.indexOf(MULTIPLEX_SEPARATOR);
-    this.names =
-      sep < 0 ? { method: name, service: undefined } : { method: name.slice(sep + 1), service: name.slice(0, sep) };
+    if (sep < 0) {
+      this.names = { method: name, service: undefined };
+      return this.names;
+    }
+    const service = name.slice(0, sep);
+    const method = name.slice(sep + 1);
+    if (request && (service === '' || method === '' || method.includes(MULTIPLEX_SEPARATOR))) {
+      throw new CodecError(
+        'bad_body',
+        `thrift message name "${name}" is not Service:method (one ':' between two non-empty names): servers split it differently`,
+      );
+    }
+    this.names = { method, service };
     return this.names;
   }
 
+  /** THeader headers; a request's are checked (theader.ts `readHeaders`), a reply's read as they are. */
   private headerMap(): Map<string, string> {
     if (this.headers !== undefined) return this.headers;
     const map = new Map<string, string>();
-    readHeaders(this.raw, this.header!, map);
+    readHeaders(this.raw, this.header!, map, this.type !== 'response');
     this.headers = map;
     return map;
   }
@@ -352,17 +385,18 @@ export function appExceptionType(reply: LocalReply): number {
 
 /**
  * An EXCEPTION message carrying a TApplicationException { 1: string message, 2: i32 type } for `method`/`seqid`,
- * written as `protocol` writes it (binary: strict unless the request was lax).
+ * written as `protocol` writes it (binary: strict unless the request was lax). A Buffer `method` is the name's
+ * bytes as the request carried them (a local reply echoes them even when they did not decode).
  */
 export function buildAppException(
   protocol: ThriftProtocol,
   strict: boolean,
-  method: string,
+  method: string | Buffer,
   seqid: number,
   type: number,
   message: string,
 ): Buffer {
-  const name = Buffer.from(method, 'utf8');
+  const name = typeof method === 'string' ? Buffer.from(method, 'utf8') : method;
   const text = Buffer.from(message, 'utf8');
   if (protocol === 'compact') {
     const size =

@@ -15,6 +15,7 @@
  */
 import { CodecError, type KeyValue } from '../../src/codec.js';
 import { ScanError, Scanner, TRUNCATED, varintLength, writeVarint } from './wire.js';
+import { strictUtf8 } from './utf8.js';
 
 export const HEADER_MAGIC = 0x0fff;
 export const MAGIC_AT = 4;
@@ -124,10 +125,23 @@ function readInfoBlocks(raw: Buffer, infoAt: number, payloadAt: number): { heade
   return { headers, tailAt: -1 };
 }
 
-/** The key/value headers, keys lower-cased; a later duplicate wins (as every THeader reader keeps the last). */
-export function readHeaders(raw: Buffer, layout: HeaderLayout, into: Map<string, string>): void {
+/**
+ * The key/value headers, keys lower-cased. Every THeader reader (Java, C++, python) keeps the last of duplicate
+ * keys, case-sensitively, while the proxy's keys ignore case: so a request (`strict`) with two keys equal ignoring
+ * case, or with a key or value that is not valid UTF-8 (Java replaces, python refuses, C++ keeps raw bytes), is
+ * `bad_body`. A reply's headers are read as they are, the last duplicate winning.
+ */
+export function readHeaders(raw: Buffer, layout: HeaderLayout, into: Map<string, string>, strict = false): void {
   for (const h of readInfoBlocks(raw, layout.infoAt, layout.payloadAt).headers) {
-    into.set(h.key.toString('utf8').toLowerCase(), h.value.toString('utf8'));
+    if (!strict) {
+      into.set(h.key.toString('utf8').toLowerCase(), h.value.toString('utf8'));
+      continue;
+    }
+    const key = strictUtf8(h.key, 0, h.key.length, 'THeader header key').toLowerCase();
+    if (into.has(key)) {
+      throw new CodecError('bad_body', `THeader header "${key}" appears twice (keys are compared ignoring case)`);
+    }
+    into.set(key, strictUtf8(h.value, 0, h.value.length, 'THeader header value'));
   }
 }
 

@@ -313,10 +313,12 @@ describe('metadata', () => {
     expect(Object.fromEntries(mux.metadata.entries())).toEqual({ method: 'hello', service: 'Svc' });
   });
 
-  it('splits only at the first colon and reads UTF-8 names', () => {
-    const f = one(framed(binMessage('Sv€:a:b', 1, 1, STOP)));
+  it('splits Service:method at the colon and reads UTF-8 names; more colons are bad_body (thrift-hostile.test.ts)', () => {
+    const f = one(framed(binMessage('Sv€:hellö', 1, 1, STOP)));
     expect(f.metadata.get('service')).toBe('Sv€');
-    expect(f.metadata.get('method')).toBe('a:b');
+    expect(f.metadata.get('method')).toBe('hellö');
+    const g = one(framed(binMessage('Sv€:a:b', 1, 1, STOP)));
+    expect(codecError(() => g.metadata.get('method')).reason).toBe('bad_body');
   });
 
   it('is lazy: arguments are never read, headers only when asked', () => {
@@ -332,14 +334,17 @@ describe('metadata', () => {
     expect(codecError(() => g.metadata.get('a')).reason).toBe('bad_frame');
   });
 
-  it('keeps the last of duplicate header keys, and skips unknown info blocks', () => {
-    const f = one(
-      theader(binMessage('m', 1, 1, STOP), {
-        headers: [['K', '1'], ['k', '2']],
-        extraInfo: Buffer.from([7, 0xaa, 0xbb]), // unknown info id 7: readers stop there
-      }),
-    );
-    expect(f.metadata.get('k')).toBe('2');
+  it('refuses duplicate header keys in a request, keeps the last in a reply, and skips unknown info blocks', () => {
+    const o = {
+      headers: [['K', '1'], ['k', '2']] as Array<[string, string]>,
+      extraInfo: Buffer.from([7, 0xaa, 0xbb]), // unknown info id 7: readers stop there
+    };
+    const request = one(theader(binMessage('m', 1, 1, STOP), o));
+    expect(codecError(() => request.metadata.get('k')).reason).toBe('bad_body');
+    const reply = one(theader(binMessage('m', 2, 1, STOP), o));
+    expect(reply.metadata.get('k')).toBe('2');
+    const unknownBlock = one(theader(binMessage('m', 1, 1, STOP), { headers: [['k', '1']], extraInfo: o.extraInfo }));
+    expect(unknownBlock.metadata.get('k')).toBe('1');
   });
 });
 
