@@ -627,7 +627,8 @@ function checkStringMatch(c: Checker, raw: unknown, path: string, emptyMeansPres
   if (s.prefix !== undefined) c.string(s.prefix, `${path}.prefix`, !emptyMeansPresent);
   if (s.regex !== undefined) {
     const re = c.string(s.regex, `${path}.regex`, true);
-    const problem = re !== undefined ? (regexProblem(re) ?? re2Problem(re)) : undefined;
+    // The named lookaround/backreference messages first; then the RE2 compiler's own verdict.
+    const problem = re !== undefined ? (re2Problem(re) ?? regexProblem(re)) : undefined;
     if (problem) c.error(`${path}.regex`, problem);
   }
 }

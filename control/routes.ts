@@ -2,7 +2,7 @@
  * The MetaProtocol RouteConfiguration of one service port (`<host>_<port>`), from the MetaRouter whose host is the
  * service's host, or a catch-all `default` route to `outbound|<port>||<host>` when there is none (or it only has
  * rate limits). Attribute matches become Envoy HeaderMatchers on the lower-cased attribute name; a `regex` is
- * passed on as written and matches the whole value (`^(?:regex)$`).
+ * passed on as written: RE2 syntax, matching the whole value (src/regex.ts).
  */
 
 import {

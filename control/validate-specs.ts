@@ -4,9 +4,8 @@
  * Waypost's route fields (timeout, retries, fault). Checks that need other documents (does a destination exist, do
  * two services bind the same port) are in validate-refs.ts.
  *
- * Regex attribute matches are JavaScript regular expressions that must match the WHOLE attribute value (the data
- * plane anchors them as `^(?:regex)$`, as Envoy's safe_regex does); RE2 syntax Aeraki users write is, for the
- * usual patterns, the same in JavaScript.
+ * Regex attribute matches are RE2 expressions that must match the WHOLE attribute value, as Envoy's safe_regex
+ * does; they are checked by the data plane's own compiler (src/regex.ts), so what validate accepts the proxy runs.
  */
 
 import { checkClientTls, checkPortLevelSettings } from './security.js';
@@ -21,6 +20,7 @@ import {
   isMapping,
   type Mapping,
 } from './checker.js';
+import { regexProblem as configRegexProblem } from '../src/regex.js';
 import { classifyPort } from './protocol.js';
 import { RESOLUTIONS, RETRY_ON, SIMPLE_LBS, type Resolution } from './types.js';
 
@@ -477,16 +477,9 @@ function checkMatch(c: Checker, raw: unknown, path: string): void {
   }
 }
 
-/** Why `re` does not compile as a JavaScript regular expression matched against the whole value. */
+/** Why `re` is refused by the data plane's RE2 compiler (syntax RE2 lacks, or a program over the size limit). */
 export function regexProblem(re: string): string | undefined {
-  for (const source of [re, `^(?:${re})$`]) {
-    try {
-      new RegExp(source);
-    } catch (err) {
-      return `invalid regular expression ${JSON.stringify(re)}: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')}`;
-    }
-  }
-  return undefined;
+  return configRegexProblem(re);
 }
 
 function checkMutations(c: Checker, raw: unknown, path: string): void {

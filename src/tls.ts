@@ -19,6 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { log } from './log.js';
+import { compileRegex, type ConfigRegex } from './regex.js';
 import {
   SDS_SECRET_DEFAULT,
   SDS_SECRET_ROOTCA,
@@ -334,11 +335,12 @@ function sanMatcher(m: StringMatcherJson, where: string): SanMatcher {
     return (san) => fold(san).includes(want);
   }
   if (m.safe_regex?.regex !== undefined) {
-    let re: RegExp;
+    // RE2, whole SAN, linear time (src/regex.ts); ignore_case does not apply to a regex, as in Envoy.
+    let re: ConfigRegex;
     try {
-      re = new RegExp(`^(?:${m.safe_regex.regex})$`);
+      re = compileRegex(m.safe_regex.regex);
     } catch (err) {
-      throw new Error(`${where}: bad regex: ${(err as Error).message}`);
+      throw new Error(`${where}.safe_regex.regex: ${(err as Error).message}`);
     }
     return (san) => re.test(san);
   }

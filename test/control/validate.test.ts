@@ -355,11 +355,29 @@ const cases: Case[] = [
     ),
     errors: [
       '@:2: MetaRouter/mr: spec.routes[0].match.attributes.both: only one of exact, prefix or regex can be set (got exact, prefix)',
-      '@:2: MetaRouter/mr: spec.routes[0].match.attributes.badre.regex: invalid regular expression "a(b": Unterminated group',
+      '@:2: MetaRouter/mr: spec.routes[0].match.attributes.badre.regex: invalid regular expression "a(b": missing closing )',
       '@:2: MetaRouter/mr: spec.routes[0].match.attributes.emptyprefix.prefix: must not be empty',
       '@:2: MetaRouter/mr: spec.routes[0].match.attributes.typo.suffix: unknown match type "suffix": use exact, prefix or regex',
       '@:2: MetaRouter/mr: spec.routes[0].match.attributes.number.exact: must be a string (got number 7: quote it)',
       '@:2: MetaRouter/mr: spec.routes[0].match.attributes.nothing: must be a mapping: {exact: …}, {prefix: …} or {regex: …}, or {} to match any value',
+    ],
+  },
+  {
+    name: 'MetaRouter: a regex is RE2 (no lookaround, no backreferences) with a bounded program; RE2-only syntax is fine',
+    yaml: docs(
+      ...BASE,
+      route1(`      match:
+        attributes:
+          lookahead: {regex: "(?!ops).*"}
+          backref: {regex: '(a)\\1'}
+          huge: {regex: "[a-z0-9-]{1,63}"}
+          redos: {regex: "(a+)+$"}
+          re2only: {regex: "(?i)(?P<v>v[0-9]+)"}`),
+    ),
+    errors: [
+      '@:2: MetaRouter/mr: spec.routes[0].match.attributes.lookahead.regex: invalid regular expression "(?!ops).*": invalid or unsupported Perl syntax: `(?!` (RE2 has no lookahead or lookbehind)',
+      '@:2: MetaRouter/mr: spec.routes[0].match.attributes.backref.regex: invalid regular expression "(a)\\\\1": invalid escape sequence: `\\1` (RE2 has no backreferences)',
+      '@:2: MetaRouter/mr: spec.routes[0].match.attributes.huge.regex: regular expression "[a-z0-9-]{1,63}" is too complex: its RE2 program size is 127, the limit is 100 (large counted repeats such as {1,63} cost the most; prefer + or *)',
     ],
   },
   {

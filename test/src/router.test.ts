@@ -59,7 +59,7 @@ describe('route table', () => {
     expect(() => new Route({ name: 'bad', route: {} } as MetaRoute, 0)).toThrow(/route bad/);
     expect(() =>
       RouteTable.compile({ name: 'x', routes: [{ name: 'r', match: { metadata: [{ name: 'a', string_match: { safe_regex: { regex: '(' } } }] }, route: { cluster: 'c' } }] }),
-    ).toThrow(/r\.match\.metadata\[0\]: invalid regex/);
+    ).toThrow(/r\.match\.metadata\[0\]\.string_match\.safe_regex\.regex: invalid regular expression "\(": missing closing \)/);
   });
   it('reads mirror fractions and mutations', () => {
     const r = new Route(
