@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FaultTable, fractionOf, readRedisProxyConfig } from '../../src/redis/config.js';
 import { PrefixRouter, type RedisRoute } from '../../src/redis/router.js';
 
-const route = (prefix: string, cluster = prefix): RedisRoute => ({ name: prefix, prefix: Buffer.from(prefix), removePrefix: false, cluster, mirrors: [] });
+const route = (prefix: string, cluster = prefix): RedisRoute => ({ name: prefix, prefix: Buffer.from(prefix), removePrefix: false, cluster, mirrors: [], allowScripts: false });
 const match = (r: PrefixRouter, key: string | Buffer) => {
   const b = Buffer.isBuffer(key) ? key : Buffer.from(key);
   return r.match(b, 0, b.length)?.cluster;
@@ -104,6 +104,11 @@ describe('reading RedisProxy', () => {
     expect(bad({ prefix_routes: { catch_all_route: { cluster: 'c' } }, faults: [{ fault_type: 'ABORT' }] })).toThrow(
       'listener lst: redis_proxy faults[0].fault_type: must be DELAY or ERROR (got "ABORT")',
     );
+    expect(bad({ prefix_routes: { routes: [{ prefix: 'a', cluster: 'c', allow_scripts: 'yes' }] } })).toThrow(
+      'listener lst: redis_proxy prefix_routes.routes[0].allow_scripts: must be true or false',
+    );
+    const routes = readRedisProxyConfig('lst', { prefix_routes: { routes: [{ prefix: 'a', cluster: 'c', allowScripts: true }, { prefix: 'b', cluster: 'c' }] } }).router;
+    expect([routes.match(Buffer.from('a1'), 0, 2)?.allowScripts, routes.match(Buffer.from('b1'), 0, 2)?.allowScripts]).toEqual([true, false]);
     expect(bad({ prefix_routes: { routes: [{ prefix: 'a', cluster: 'c', key_formatter: '%KEY%' }] } })).toThrow(
       'listener lst: redis_proxy prefix_routes.routes[0].key_formatter: is not supported by Waypost',
     );

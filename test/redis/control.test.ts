@@ -171,6 +171,22 @@ describe('translation', () => {
 });
 
 describe('Redis Cluster (mode CLUSTER)', () => {
+  it('carries allowScripts (Waypost\'s extension) to the route as allow_scripts, on prefix and catch-all routes', async () => {
+    const r = await compileYaml(
+      docs(
+        SE(CLUSTER, 6379),
+        RS('s', `  host: [${CLUSTER}]\n  redis:\n    - {match: {key: {prefix: "lua:"}}, route: {host: ${CLUSTER}}, allowScripts: true}\n    - {match: {key: {prefix: "x:"}}, route: {host: ${CLUSTER}}, allowScripts: false}\n    - {route: {host: ${CLUSTER}}, allowScripts: true}`),
+      ),
+    );
+    expect(formatErrors(r.errors)).toBe('');
+    const proxy = r.snapshot!.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config as unknown as RedisProxyConfig;
+    expect(proxy.prefix_routes!.routes!.map((x) => [x.prefix, x.allow_scripts])).toEqual([
+      ['lua:', true],
+      ['x:', undefined],
+    ]);
+    expect(proxy.prefix_routes!.catch_all_route!.allow_scripts).toBe(true);
+  });
+
   it('becomes Envoy\'s envoy.clusters.redis cluster with the seed nodes inline', async () => {
     const r = await compileYaml(
       docs(
@@ -232,6 +248,9 @@ describe('validation', () => {
       route: {host: nowhere.example.com}
     - match: {key: {prefix: c}}
       route: {host: ${CLUSTER}, port: 6380}
+    - match: {key: {prefix: d}}
+      route: {host: ${CLUSTER}}
+      allowScripts: "yes"
   faults:
     - {type: ABORT}`,
         ),
@@ -244,6 +263,7 @@ describe('validation', () => {
       '@:1: RedisService/bad: spec.settings.auth.secret: Waypost reads no Kubernetes Secrets: give the credentials with auth.plain',
       '@:1: RedisService/bad: spec.redis[1].match.key.prefix: prefix "a" is already routed by spec.redis[0]',
       '@:1: RedisService/bad: spec.redis[3]: only one route may have no match.key (the catch-all route): spec.redis[2] already is one',
+      '@:1: RedisService/bad: spec.redis[6].allowScripts: must be true or false (got string "yes")',
       '@:1: RedisService/bad: spec.faults[0].type: must be DELAY or ERROR (got "ABORT")',
       '@:1: RedisService/bad: spec.redis[4].route.host: host "nowhere.example.com" is not defined by any ServiceEntry',
       '@:1: RedisService/bad: spec.redis[5].route.port: host "redis-cluster.redis.svc.cluster.local" has no Redis port 6380 (its Redis ports: 6379)',
