@@ -165,13 +165,14 @@ export class ThriftFrame implements Frame, Metadata {
   }
 
   get(key: string): string | undefined {
-    // The message's own name wins over a header of the same name; headers are the fallback.
+    // The message's own name wins over a header of the same name. A request's service is its name's only: a
+    // server never dispatches on a header, and its default processor answers names without one.
     switch (key) {
       case 'method':
         return this.method;
       case 'service': {
         const service = this.service;
-        if (service !== undefined) return service;
+        if (service !== undefined || this.type !== 'response') return service;
       }
     }
     if (this.header !== undefined) {
@@ -189,6 +190,7 @@ export class ThriftFrame implements Frame, Metadata {
     const { method, service } = this.nameParts();
     all.set('method', method);
     if (service !== undefined) all.set('service', service);
+    else if (this.type !== 'response') all.delete('service');
     return all.entries();
   }
 
