@@ -8,6 +8,8 @@ import { createRegistry } from '../../src/builtin-codecs.js';
 import { Proxy } from '../../src/proxy.js';
 import { MAX_REGEX_PROGRAM_SIZE, compileRegex, regexProblem } from '../../src/regex.js';
 import { MetadataMatch, RouteTable } from '../../src/router.js';
+import { upstreamTlsOf } from '../../src/tls.js';
+import { TRANSPORT_SOCKET_TLS, TYPE_UPSTREAM_TLS_CONTEXT, type Cluster } from '../../src/xds/resources.js';
 
 function md(entries: Record<string, string>): MapMetadata {
   const m = new MapMetadata();
@@ -124,6 +126,27 @@ describe('config that carries a regex', () => {
     expect(() => RouteTable.compile(route({ string_match: { safe_regex: { regex: '.{0,255}' } } }))).toThrow(/safe_regex\.regex: .*too complex/);
     // Rate-limit conditions use the same matcher.
     expect(() => new MetadataMatch([{ name: 'k', string_match: { safe_regex: { regex: '(?=x)' } } }], 'limit')).toThrow(/^limit\[0\]\.string_match\.safe_regex\.regex: /);
+  });
+
+  it('matches a SAN safe_regex by RE2 against the whole SAN, and refuses one RE2 refuses, naming the field', () => {
+    const cluster = (regex: string): Cluster =>
+      ({
+        name: 'c',
+        transport_socket: {
+          name: TRANSPORT_SOCKET_TLS,
+          typed_config: {
+            '@type': TYPE_UPSTREAM_TLS_CONTEXT,
+            common_tls_context: { validation_context: { match_subject_alt_names: [{ safe_regex: { regex } }] } },
+          },
+        },
+      }) as Cluster;
+    const [san] = upstreamTlsOf(cluster('spiffe://cluster\\.local/ns/(a+)+/sa/[a-z-]+'))!.sanMatchers;
+    expect(san!('spiffe://cluster.local/ns/aaa/sa/reviews')).toBe(true);
+    expect(san!('spiffe://cluster.local/ns/aaa/sa/reviews/extra')).toBe(false);
+    expect(san!(`spiffe://cluster.local/ns/${'a'.repeat(100_000)}!/sa/x`)).toBe(false);
+    expect(() => upstreamTlsOf(cluster('spiffe://(?=x).*'))).toThrow(
+      /^cluster c: transport_socket\.typed_config\.common_tls_context\.validation_context\.match_subject_alt_names\[0\]\.safe_regex\.regex: .*lookahead/,
+    );
   });
 
   it('makes the proxy reject a config (an xDS update is NACKed) with a regex RE2 refuses', async () => {
