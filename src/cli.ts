@@ -8,7 +8,7 @@ import { startAdmin } from './admin.js';
 import { createRegistry } from './builtin-codecs.js';
 import type { CodecRegistry } from './codec-registry.js';
 import { ConfigWatcher } from './config-watch.js';
-import { countFlag, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LIMITS, durationFlag, type DownstreamLimits, type TracingMode } from './limits.js';
+import { countFlag, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LIMITS, defaultMemoryBudget, durationFlag, MIN_MEMORY_BUDGET, sizeFlag, type DownstreamLimits, type TracingMode } from './limits.js';
 import { log, setLogLevel } from './log.js';
 import { setDefaultMeshCerts } from './tls.js';
 import { isWorker, runPrimary, serveWorker } from './workers.js';
@@ -46,6 +46,9 @@ Proxy limits and operations (docs/operations-limits.md):
   --idle-timeout DURATION            close connections idle this long, 0 = never (default 1h)
   --frame-timeout DURATION           close a connection whose frame stays incomplete this long, 0 = never (default 30s)
   --per-connection-buffer-limit BYTES  unwritten bytes per connection before its feeders are paused (default 1048576)
+  --memory-budget SIZE               bytes all connection buffers may hold (e.g. 256Mi; split across --workers); near it
+                                     new connections are closed and the biggest holders shed (default: half the
+                                     memory limit, at most 512Mi)
   --drain-timeout DURATION           SIGTERM: time for in-flight requests before the rest is closed (default 5s)
   --access-log PATH|-                one JSON line per request, to a file or stdout (default off)
   --tracing off|propagate|start      W3C traceparent: leave alone, re-parent to the proxy's span (default), or also start traces
@@ -75,6 +78,7 @@ const OPTIONS = {
   'idle-timeout': { type: 'string' },
   'frame-timeout': { type: 'string' },
   'per-connection-buffer-limit': { type: 'string' },
+  'memory-budget': { type: 'string' },
   'drain-timeout': { type: 'string' },
   'access-log': { type: 'string' },
   tracing: { type: 'string' },
@@ -86,6 +90,8 @@ interface OpsOptions {
   readonly drainTimeoutMs: number;
   readonly accessLog: string | undefined;
   readonly tracing: TracingMode;
+  /** `--memory-budget` for the whole proxy (each worker takes its share). */
+  readonly memoryBudget: number;
 }
 
 function opsOptions(values: Record<string, string | boolean | string[] | undefined>): OpsOptions {
@@ -97,6 +103,7 @@ function opsOptions(values: Record<string, string | boolean | string[] | undefin
     const frame = str('frame-timeout');
     const buffer = str('per-connection-buffer-limit');
     const drain = str('drain-timeout');
+    const budget = str('memory-budget');
     const tracing = str('tracing') ?? 'propagate';
     if (tracing !== 'off' && tracing !== 'propagate' && tracing !== 'start') throw new Error(`--tracing wants off, propagate or start, not "${tracing}"`);
     const accessLog = str('access-log');
@@ -112,6 +119,7 @@ function opsOptions(values: Record<string, string | boolean | string[] | undefin
       drainTimeoutMs: drain === undefined ? DEFAULT_DRAIN_TIMEOUT_MS : durationFlag(drain, '--drain-timeout'),
       accessLog,
       tracing,
+      memoryBudget: budget === undefined ? defaultMemoryBudget() : sizeFlag(budget, '--memory-budget', MIN_MEMORY_BUDGET),
     };
   });
 }
@@ -122,6 +130,7 @@ const PROXY_ONLY_FLAGS = [
   'idle-timeout',
   'frame-timeout',
   'per-connection-buffer-limit',
+  'memory-budget',
   'drain-timeout',
   'access-log',
   'tracing',
@@ -200,7 +209,9 @@ async function main(argv: string[]): Promise<number> {
       }
       const workers = values.workers === undefined ? 1 : Number(values.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError('--workers wants a whole number from 1 to 64');
-      const ops = opsOptions(values);
+      const all = opsOptions(values);
+      // Each worker is a process of its own with its own buffers: it gets its share of the budget.
+      const ops = isWorker() ? { ...all, memoryBudget: Math.floor(all.memoryBudget / workers) } : all;
       let admin = values.admin ?? '127.0.0.1:15000';
       if (workers > 1 && !isWorker()) {
         // The primary only forks and serves the admin API; every worker runs this same command (limits, access log,
@@ -263,7 +274,7 @@ async function runXdsProxy(
 ): Promise<number> {
   const accessLog = await openAccessLog(opts.ops);
   if (accessLog === null) return 1;
-  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing });
+  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing, memoryBudget: opts.ops.memoryBudget });
   opts.onProxy?.(proxy);
   const admin = await startProxyAdmin(proxy, opts.admin);
   const { XdsClient } = await import('./xds/client.js'); // gRPC is loaded only for --xds
@@ -366,7 +377,7 @@ async function runProxy(
 ): Promise<number> {
   const accessLog = await openAccessLog(opts.ops);
   if (accessLog === null) return 1;
-  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing });
+  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing, memoryBudget: opts.ops.memoryBudget });
   opts.onProxy?.(proxy);
   let admin: http.Server | undefined;
   if (opts.admin !== 'off') {

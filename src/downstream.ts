@@ -6,6 +6,7 @@ import type { ListenerRuntime } from './listener.js';
 import { log } from './log.js';
 import type { ConnectionHandler } from './network-filter.js';
 import { Outbox } from './outbox.js';
+import type { BufferAccount } from './overload.js';
 import { peerIdentity, type PeerIdentity } from './tls.js';
 import type { Expirable } from './timer-wheel.js';
 import type { DrainWaiter, UpstreamConnection } from './upstream.js';
@@ -36,6 +37,8 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
   /** Frame deadline: when the incomplete frame the session holds was begun (performance.now()), or -1. */
   private frameStartedAt = -1;
   private framesDecoded = 0;
+  /** This connection's charge against the memory budget (src/overload.ts), opened on the first read. */
+  private account: BufferAccount | undefined;
   wheelTick = -1;
   wheelIndex = -1;
 
@@ -218,6 +221,16 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
         this.frameStartedAt = -1;
       }
     }
+    // What this connection holds of an incomplete frame goes against the memory budget, which may pause or shed it.
+    const account = (this.account ??= this.listener.overload.account(this.listener.name, this.listener.limits.bufferLimitBytes, {
+      pause: () => this.socket.pause(),
+      resume: () => {
+        if (!this.paused && !this.closed && !this.ended) this.socket.resume();
+      },
+      shed: () => this.socket.destroy(),
+      bytes: () => this.bufferedBytes,
+    }));
+    account.update(this.session.buffered + this.socket.readableLength);
   }
 
   private onFrame(frame: Frame): void {
@@ -269,6 +282,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
     }
     this.inflight.clear();
     this.blockedOn = undefined;
+    this.account?.close();
     this.listener.connectionClosed(this);
   }
 }

@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS, type DownstreamLimits, type TracingMode } from './limit
 import { log } from './log.js';
 import type { Metrics, RequestStats } from './metrics.js';
 import type { ConnectionHandler, NetworkFilterConfig } from './network-filter.js';
+import { OverloadManager } from './overload.js';
 import type { RouteTable } from './router.js';
 import { tlsAcceptor, type ListenerTls } from './tls.js';
 
@@ -28,6 +29,8 @@ export interface ListenerOptions {
   readonly limits: DownstreamLimits;
   readonly accessLog: AccessLog | undefined;
   readonly tracing: TracingMode;
+  /** The process's memory budget (src/overload.ts), shared by every listener; default: none. */
+  readonly overload?: OverloadManager;
 }
 
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { limits: DEFAULT_LIMITS, accessLog: undefined, tracing: 'propagate' };
@@ -54,6 +57,8 @@ export class ListenerRuntime {
   readonly limits: DownstreamLimits;
   readonly accessLog: AccessLog | undefined;
   readonly tracing: TracingMode;
+  /** The memory budget: connections charge their incomplete frames to it; it may refuse new connections. */
+  readonly overload: OverloadManager;
   /** Limit counters, resolved once. */
   readonly counters: {
     readonly overflow: { inc(): void };
@@ -82,6 +87,7 @@ export class ListenerRuntime {
     this.limits = options.limits;
     this.accessLog = options.accessLog;
     this.tracing = options.tracing;
+    this.overload = options.overload ?? new OverloadManager({ budgetBytes: Number.POSITIVE_INFINITY });
     const name = settings.name;
     this.counters = {
       overflow: metrics.downstreamRejected.labels(name, 'overflow'),
@@ -157,7 +163,7 @@ export class ListenerRuntime {
         }
         // A connection still in its TLS handshake (or PERMISSIVE's first-byte peek) counts against the connection
         // cap: a flood of connections that never finish their handshake cannot get past it.
-        if (this.refuseOverflow(raw)) return;
+        if (this.refuseOverflow(raw) || this.refuseOverload(raw)) return;
         this.handshaking.add(raw);
         raw.once('close', () => this.handshaking.delete(raw));
         tlsAcceptor(() => this.name, () => this.settings.tls, (socket) => {
@@ -168,7 +174,9 @@ export class ListenerRuntime {
       server.once('error', reject);
       server.listen({ host: this.settings.host, port: this.settings.port }, () => {
         server.off('error', reject);
-        server.on('error', (err) => log.error('listener error', { listener: this.name, error: err.message }));
+        // After listen, errors are failed accepts (EMFILE/ENFILE when out of file descriptors): the kernel's pending
+        // connection is dropped; the server keeps listening.
+        server.on('error', (err: NodeJS.ErrnoException) => this.overload.acceptError(this.name, err));
         this.server = server;
         log.info('listener bound', { listener: this.name, address: this.address, protocol: this.protocol });
         resolve();
@@ -283,10 +291,18 @@ export class ListenerRuntime {
       socket.destroy();
       return;
     }
-    if (this.refuseOverflow(socket)) return;
+    if (this.refuseOverflow(socket) || this.refuseOverload(socket)) return;
     const conn = this.settings.accept(socket, this);
     this.connections.add(conn);
     this.connGauge.inc();
+  }
+
+  /** Closes `socket` when the memory budget's stop-accepting action is active (counted and logged there). */
+  private refuseOverload(socket: net.Socket): boolean {
+    if (!this.overload.refuseConnection(this.name)) return false;
+    socket.on('error', () => undefined);
+    socket.destroy();
+    return true;
   }
 
   /** Closes `socket` when the listener is at --max-connections-per-listener (connections + TLS handshakes). */
