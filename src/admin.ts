@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { adminGuard, redactSecrets } from './admin-guard.js';
 import { ADMIN_PAGE_CSP, ADMIN_PAGE_HTML, buildSummary } from './admin-page.js';
 import { log } from './log.js';
 import type { Proxy } from './proxy.js';
@@ -50,16 +51,18 @@ export function refuseWrites(req: http.IncomingMessage, res: http.ServerResponse
 /**
  * The admin HTTP API (CONTRACT §4). Read-only: nothing here changes the proxy's state. Binds loopback by default.
  * `GET /` from a browser is a live page (src/admin-page.ts) polling `GET /stats/summary`; other clients get the JSON
- * index of the endpoints.
+ * index of the endpoints. Every request passes src/admin-guard.ts first (Host check, read-only), and every JSON body
+ * has its secrets redacted.
  */
 export async function startAdmin(proxy: Proxy, host: string, port: number): Promise<http.Server> {
+  const guard = adminGuard(host, proxy.metrics.registry);
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const json = (status: number, body: unknown): void => {
       res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body, null, 2) + '\n');
+      res.end(JSON.stringify(redactSecrets(body), null, 2) + '\n');
     };
-    if (refuseWrites(req, res)) return;
+    if (guard(req, res)) return;
     switch (path) {
       case '/ready':
         res.writeHead(proxy.ready ? 200 : 503, { 'content-type': 'text/plain' });

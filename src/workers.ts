@@ -1,7 +1,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import http from 'node:http';
 import { AggregatorRegistry } from 'prom-client';
-import { ENDPOINTS, refuseWrites, servePageOrIndex } from './admin.js';
+import { ENDPOINTS, servePageOrIndex } from './admin.js';
+import { adminGuard, redactSecrets } from './admin-guard.js';
 import { buildSummary, mergeSummaries } from './admin-page.js';
 import { log } from './log.js';
 import type { Proxy, ProxySummary } from './proxy.js';
@@ -101,13 +102,14 @@ export async function runPrimary(
 
   let server: http.Server | undefined;
   if (admin) {
+    const guard = adminGuard(admin.host);
     server = http.createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       const json = (status: number, body: unknown): void => {
         res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body, null, 2) + '\n');
+        res.end(JSON.stringify(redactSecrets(body), null, 2) + '\n');
       };
-      if (refuseWrites(req, res)) return;
+      if (guard(req, res)) return;
       void (async () => {
         const ws = workers();
         switch (path) {

@@ -4,6 +4,7 @@
  * nothing: the last good snapshot keeps being served. The admin HTTP API serves `/ready` and `/debug/syncz`.
  */
 import http from 'node:http';
+import { adminGuard, redactSecrets } from '../../src/admin-guard.js';
 import { ConfigWatcher } from '../../src/config-watch.js';
 import { log } from '../../src/log.js';
 import { grpcAddress, type XdsAddress } from '../../src/xds/options.js';
@@ -141,16 +142,15 @@ export async function startControlAdmin(
   port: number,
   state: { ready: () => boolean; snapshot: () => ResourceSnapshot | undefined },
 ): Promise<http.Server> {
+  // Host check and read-only (src/admin-guard.ts); the resources dumped have their secrets redacted.
+  const guard = adminGuard(host);
   const httpServer = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const json = (status: number, body: unknown): void => {
       res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body, null, 2) + '\n');
+      res.end(JSON.stringify(redactSecrets(body), null, 2) + '\n');
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET' }).end('the admin API is read-only\n');
-      return;
-    }
+    if (guard(req, res)) return;
     switch (path) {
       case '/ready': {
         const ok = state.ready();
