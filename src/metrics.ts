@@ -236,6 +236,8 @@ export class Metrics {
     name: 'waypost_event_loop_delay_max_seconds',
     help: 'The longest the event loop was blocked since the previous scrape (sampled every 10 ms)',
     registers: [this.registry],
+    // With --workers, the worst of them.
+    aggregator: 'max',
     collect: (): void => {
       this.eventLoopDelayMax.set(this.loopDelay.max / 1e9);
       this.loopDelay.reset();
