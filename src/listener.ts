@@ -157,6 +157,9 @@ export class ListenerRuntime {
       const hooks = { onHandshakeError: (reason: string) => this.metrics.tlsHandshakeErrors.labels(this.name, reason).inc() };
       const plain = tlsAcceptor(() => this.name, () => this.settings.tls, (socket) => this.accept(socket), hooks);
       const server = net.createServer({ noDelay: true }, (raw) => {
+        // Every accepted socket holds a descriptor until it closes: the budget refuses connections near `ulimit -n`.
+        this.overload.socketOpened();
+        raw.once('close', () => this.overload.socketClosed());
         if (!this.settings.tls) {
           plain(raw);
           return;

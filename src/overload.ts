@@ -11,10 +11,15 @@
  * - At `shed` the connections holding the most bytes are closed until the budget is back under `grant` (Envoy
  *   `reset_high_memory_streams`).
  *
+ * A second resource is file descriptors: when the process is within {@link fdReserve} of its `ulimit -n`, new
+ * connections are closed at once, counted and logged, so that the descriptors left serve upstream connections and
+ * the admin API, and the kernel does not drop connections unseen (Node's accept loop closes them silently on EMFILE).
+ *
  * Read-side bytes are charged as they arrive (a client controls them and can send fast); bytes the proxy holds
  * elsewhere (answers not yet written, upstream buffers) are bounded by backpressure already and are sampled every
  * {@link SAMPLE_MS} into the same total. With `--workers N` each worker has budget / N.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { log } from './log.js';
 
@@ -29,6 +34,30 @@ export const SAMPLE_MS = 250;
  * frame rather than every waiter creeping forward one read at a time, none completing.
  */
 export const RESUME_SHARE = 1024 * 1024;
+
+/** Descriptors kept free under `ulimit -n`: 5% of it, at least 16. */
+export function fdReserve(limit: number): number {
+  return Math.max(16, Math.ceil(limit * 0.05));
+}
+
+/** The soft limit on open files (Linux /proc), or Infinity when it cannot be read. */
+function readFdLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m && m[1] !== 'unlimited' ? Number(m[1]) : Number.POSITIVE_INFINITY;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/** Open descriptors of this process (the directory read opens one more), or -1 when they cannot be counted. */
+function countFds(): number {
+  try {
+    return readdirSync('/proc/self/fd').length - 1;
+  } catch {
+    return -1;
+  }
+}
 
 /** What the budget can do to a connection that charges it. */
 export interface BufferHolder {
@@ -75,6 +104,7 @@ export class BufferAccount {
 
 interface ListenerCounters {
   refused: { inc(): void };
+  refusedFds: { inc(): void };
   paused: { inc(): void };
   shedOver: { inc(): void };
   shedStalled: { inc(): void };
@@ -108,6 +138,11 @@ export class OverloadManager {
   private metrics: OverloadMetrics | undefined;
   private readonly byListener = new Map<string, ListenerCounters>();
   private readonly none = { inc: (): void => undefined };
+  /** `ulimit -n`, and the descriptors open as of the last count plus connections opened minus closed since. */
+  private fdLimit = Number.POSITIVE_INFINITY;
+  private fdCounted = 0;
+  private fdDelta = 0;
+  private ticks = 0;
 
   constructor(options: OverloadOptions) {
     this.budget = options.budgetBytes;
@@ -125,7 +160,9 @@ export class OverloadManager {
   /** Registers the `waypost_overload_*` and accept-error metrics and starts sampling (a proxy does it once). */
   start(registry: Registry): void {
     this.metrics = new OverloadMetrics(registry, this);
-    if (Number.isFinite(this.budget) && this.timer === undefined) {
+    this.fdLimit = readFdLimit();
+    if (Number.isFinite(this.fdLimit)) this.countFds();
+    if ((Number.isFinite(this.budget) || Number.isFinite(this.fdLimit)) && this.timer === undefined) {
       this.timer = setInterval(() => this.tick(), SAMPLE_MS);
       this.timer.unref();
     }
@@ -143,11 +180,39 @@ export class OverloadManager {
     return a;
   }
 
+  /** A listener accepted a socket (it holds a descriptor until its 'close'). */
+  socketOpened(): void {
+    this.fdDelta++;
+  }
+  socketClosed(): void {
+    this.fdDelta--;
+  }
+
+  /** Open descriptors, estimated between counts. */
+  get fdsInUse(): number {
+    return this.fdCounted + this.fdDelta;
+  }
+
+  get fdsLimit(): number {
+    return this.fdLimit;
+  }
+
   /**
-   * Called for each accepted connection: true when the stop-accepting action is active, in which case the caller
-   * closes it at once. Counted and logged (rate-limited) here.
+   * Called for each accepted connection: true when the process is nearly out of file descriptors or the
+   * stop-accepting action is active, in which case the caller closes it at once. Counted and logged (rate-limited)
+   * here.
    */
   refuseConnection(listener: string): boolean {
+    if (this.fdsInUse >= this.fdLimit - fdReserve(this.fdLimit)) {
+      this.counters(listener).refusedFds.inc();
+      log.warnLimited(`fd-refuse:${listener}`, 'nearly out of file descriptors, closing new connections', {
+        listener,
+        open: this.fdsInUse,
+        limit: this.fdLimit,
+        hint: 'raise the limit (ulimit -n) or cap connections (--max-connections-per-listener)',
+      });
+      return true;
+    }
     this.updateActions();
     if (!this.refusing) return false;
     this.counters(listener).refused.inc();
@@ -263,7 +328,20 @@ export class OverloadManager {
   }
 
   /** Every SAMPLE_MS: bytes held outside accounts; waiters stalled while the budget stays full are shed. */
+  private countFds(): void {
+    const n = countFds();
+    if (n < 0) {
+      this.fdLimit = Number.POSITIVE_INFINITY;
+      return;
+    }
+    this.fdCounted = n;
+    this.fdDelta = 0;
+  }
+
   private tick(): void {
+    // Descriptors are counted once a second (a directory read), and tracked by accepts and closes in between.
+    if (Number.isFinite(this.fdLimit) && ++this.ticks % 4 === 0) this.countFds();
+    if (!Number.isFinite(this.budget)) return;
     if (this.sample) this.others = Math.max(0, this.sample() - this.accounted);
     if (this.used >= this.shedAt) {
       this.shedBiggest();
@@ -305,12 +383,13 @@ export class OverloadManager {
       const m = this.metrics;
       c = m
         ? {
-            refused: m.refused.labels(listener),
+            refused: m.refused.labels(listener, 'memory'),
+            refusedFds: m.refused.labels(listener, 'file_descriptors'),
             paused: m.paused.labels(listener),
             shedOver: m.shed.labels(listener, 'over_threshold'),
             shedStalled: m.shed.labels(listener, 'stalled'),
           }
-        : { refused: this.none, paused: this.none, shedOver: this.none, shedStalled: this.none };
+        : { refused: this.none, refusedFds: this.none, paused: this.none, shedOver: this.none, shedStalled: this.none };
       this.byListener.set(listener, c);
     }
     return c;
@@ -325,7 +404,7 @@ export class OverloadManager {
 /** The overload metrics, on the proxy's registry. */
 class OverloadMetrics {
   readonly actionsFired: Counter<'action'>;
-  readonly refused: Counter<'listener'>;
+  readonly refused: Counter<'listener' | 'reason'>;
   readonly paused: Counter<'listener'>;
   readonly shed: Counter<'listener' | 'reason'>;
   readonly acceptErrors: Counter<'listener' | 'code'>;
@@ -376,6 +455,16 @@ class OverloadMetrics {
         this.labels('shed').set(s.shedding ? 1 : 0);
       },
     });
+    new Gauge({
+      name: 'waypost_overload_file_descriptors',
+      help: 'File descriptors of the process (used: open now; limit: ulimit -n, 0 when unknown); new connections are closed within 5% (at least 16) of the limit',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        this.labels('used').set(m.fdsInUse);
+        this.labels('limit').set(Number.isFinite(m.fdsLimit) ? m.fdsLimit : 0);
+      },
+    });
     this.actionsFired = new Counter({
       name: 'waypost_overload_actions_fired_total',
       help: 'Times an overload action fired (stop_accepting: began refusing; shed: a round of closing connections)',
@@ -384,8 +473,8 @@ class OverloadMetrics {
     });
     this.refused = new Counter({
       name: 'waypost_overload_connections_refused_total',
-      help: 'Connections closed as soon as accepted because the memory budget was nearly used',
-      labelNames: ['listener'] as const,
+      help: 'Connections closed as soon as accepted, by reason (memory: the budget was over its stop-accepting threshold; file_descriptors: the process was nearly out of them)',
+      labelNames: ['listener', 'reason'] as const,
       registers,
     });
     this.paused = new Counter({
