@@ -38,7 +38,11 @@ const methodName = fc.stringMatching(/^[a-zA-Z_][a-zA-Z0-9_]{0,15}$/);
 const serviceName = fc.option(fc.stringMatching(/^[A-Z][a-zA-Z0-9]{0,10}$/), { nil: undefined });
 /** THeader keys: never `method`/`service`, which the message's own name answers. */
 const headerKey = fc.oneof(fc.stringMatching(/^[a-zA-Z][a-zA-Z0-9-]{0,12}$/), fc.constantFrom('X-User', 'trace-id', 'lane')).filter((k) => !['method', 'service'].includes(k.toLowerCase()));
-const headers = fc.array(fc.tuple(headerKey, fc.string({ unit: 'grapheme', maxLength: 30 })), { maxLength: 4 });
+/** Keys distinct ignoring case: a request repeating one is refused (docs/security.md, hostile input). */
+const headers = fc.uniqueArray(fc.tuple(headerKey, fc.string({ unit: 'grapheme', maxLength: 30 })), {
+  maxLength: 4,
+  selector: ([k]) => k.toLowerCase(),
+});
 
 function generated(v: Variant): fc.Arbitrary<Sample> {
   return fc
