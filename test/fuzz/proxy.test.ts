@@ -9,8 +9,9 @@
  *    itself, without waiting for the client's FIN, and `waypost_decode_errors_total` grows;
  *  - input holding complete requests: answered (or closed) before the deadline;
  *  - then the client sends FIN: the proxy closes the connection before the deadline.
- * At the end: no unexpected (non-CodecError) error was logged, every well-formed call succeeded on its one
- * connection, and `waypost_downstream_connections_active` returns to 0 once the clients are gone.
+ * Requests take every policy path (a delay, a mirror, a mutation, retries, the global rate limit service): see routeAll.
+ * At the end: no unexpected (non-CodecError) error was logged or contained, every well-formed call succeeded on its
+ * one connection, and `waypost_downstream_connections_active` returns to 0 once the clients are gone.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -33,6 +34,7 @@ import { CodecError, type CodecFactory, type Frame } from '../../src/codec.js';
 import { setLogLevel, setLogSink } from '../../src/log.js';
 import { Proxy } from '../../src/proxy.js';
 import { ensureThriftPeers, generate, npmClient, startPythonServer, type Generated, type NpmClient, type PythonServer } from '../fixtures/thrift/peers.js';
+import { RateLimitService } from '../helpers/ratelimit.js';
 import { RawClient, ensurePeers as ensureRedisPeers, startRedis, type RedisServer } from '../redis/helpers.js';
 import { applyEdits, editsArb, params, TIMEOUT, type Slot } from './harness.js';
 import { encodeMessage, frame as thriftFrame } from './thrift-writer.js';
@@ -53,6 +55,7 @@ let pyServer: PythonServer;
 let redis: RedisServer;
 let proxy: Proxy;
 let dir: string;
+const rls = new RateLimitService();
 const ports = { dubbo: 0, thrift: 0, redis: 0 };
 const logLines: string[] = [];
 
@@ -109,14 +112,39 @@ function serviceEntry(name: string, host: string, listen: number, portName: stri
   };
 }
 
+/**
+ * Every policy path a request can take, on every request: a fault delay and a mirror (half of the calls each), a
+ * request mutation (the attachments/headers re-encoded), retries, and the global rate limit service asked first. So
+ * the fuzz cases reach each asynchronous continuation (timer, retry, mirror, rate-limit callback), not only the read.
+ */
 function routeAll(name: string, host: string): unknown {
   return {
     apiVersion: 'metaprotocol.aeraki.io/v1alpha1',
     kind: 'MetaRouter',
     metadata: { name, namespace: 'default' },
-    // A server may close its connection on a request it rejects (python3-thrift 0.17 does on a UUID field or
-    // non-UTF-8 string argument), resetting the other calls in flight on that shared upstream connection: retried.
-    spec: { hosts: [host], routes: [{ name: 'all', route: [{ destination: { host } }], timeout: '5s', retries: { attempts: 3, retryOn: 'connect-failure,reset' } }] },
+    spec: {
+      hosts: [host],
+      routes: [
+        {
+          name: 'all',
+          route: [{ destination: { host } }],
+          timeout: '5s',
+          // A server may close its connection on a request it rejects (python3-thrift 0.17 does on a UUID field or
+          // non-UTF-8 string argument), resetting the other calls in flight on that shared upstream connection: retried.
+          retries: { attempts: 3, retryOn: 'connect-failure,reset' },
+          fault: { delay: { fixedDelay: '2ms', percentage: { value: 50 } } },
+          mirror: { host },
+          mirrorPercentage: { value: 50 },
+          requestMutation: [{ key: 'x-fuzzed', value: '1' }],
+        },
+      ],
+      globalRateLimit: {
+        domain: 'fuzz',
+        rateLimitService: 'outbound|8081||rls.fuzz.waypost.test',
+        descriptors: [{ property: 'method', descriptorKey: 'method' }],
+        requestTimeout: '5s',
+      },
+    },
   };
 }
 
@@ -126,6 +154,8 @@ beforeAll(async () => {
   gen = await generate();
   [provider, pyServer, redis] = await Promise.all([startProvider({ version: 'v1' }), startPythonServer(gen, 'framed', 'binary'), startRedis()]);
   [ports.dubbo, ports.thrift, ports.redis] = await freePorts(3);
+  await rls.start();
+  rls.quota = Number.MAX_SAFE_INTEGER;
 
   // Malformed input is logged (warn) per connection: keep those lines for the assertions, not for the CI log.
   setLogLevel('warn');
@@ -140,6 +170,12 @@ beforeAll(async () => {
     serviceEntry('greeter', THRIFT_HOST, ports.thrift, 'tcp-metaprotocol-thrift', pyServer.port),
     routeAll('greeter', THRIFT_HOST),
     serviceEntry('cache', REDIS_HOST, ports.redis, 'tcp-redis', redis.port),
+    {
+      apiVersion: 'networking.istio.io/v1beta1',
+      kind: 'ServiceEntry',
+      metadata: { name: 'rls', namespace: 'default' },
+      spec: { hosts: ['rls.fuzz.waypost.test'], ports: [{ number: 8081, name: 'grpc', protocol: 'GRPC' }], resolution: 'STATIC', endpoints: [{ address: '127.0.0.1', ports: { grpc: rls.port } }] },
+    },
     { apiVersion: 'redis.aeraki.io/v1alpha1', kind: 'RedisService', metadata: { name: 'cache', namespace: 'default' }, spec: { host: [REDIS_HOST], redis: [{ route: { host: REDIS_HOST } }] } },
   ];
   writeFileSync(path.join(dir, 'config.yaml'), docs.map((d) => YAML.stringify(d)).join('---\n'));
@@ -192,6 +228,7 @@ afterAll(async () => {
   setLogSink((line) => process.stderr.write(`${line}\n`));
   setLogLevel('info');
   await Promise.all([provider?.close(), redis?.stop()]);
+  rls.server.forceShutdown();
   pyServer?.stop();
   gen?.cleanup();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -444,6 +481,9 @@ describe('fuzz: proxy connections', () => {
     expect(dubboClient.isClosed, 'the dubbo client connection is still open').toBe(false);
     expect(redisClient.closed, 'the redis client connection is still open').toBe(false);
     expect(logLines.filter((l) => /unexpected/i.test(l)), 'no unexpected (non-CodecError) error logged').toEqual([]);
+    // A throw on a policy path that was not a codec's refusal is a bug in the proxy, contained or not.
+    expect(await metric('waypost_contained_errors_total', { reason: 'internal' }), 'no internal error contained').toBe(0);
+    expect(await metric('waypost_rate_limited_total', {}), 'the rate limit service was asked and let everything pass').toBe(0);
 
     // Only the three well-formed clients are left; once they go, nothing is.
     await until(async () => (await metric('waypost_downstream_connections_active', {})) === 3, 'three client connections left');
