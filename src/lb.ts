@@ -111,10 +111,11 @@ class RingHashLb<E extends Balanced> implements LoadBalancer<E> {
   constructor(endpoints: readonly E[]) {
     this.rr = new RoundRobinLb(endpoints);
     const entries: Array<[number, E]> = [];
-    for (const e of endpoints) {
-      const n = Math.max(1, Math.round(e.weight)) * RingHashLb.POINTS_PER_WEIGHT;
+    const weights = boundedWeights(endpoints, MAX_RING_POINTS / RingHashLb.POINTS_PER_WEIGHT);
+    endpoints.forEach((e, j) => {
+      const n = weights[j]! * RingHashLb.POINTS_PER_WEIGHT;
       for (let i = 0; i < n; i++) entries.push([hash32(`${e.key}#${i}`), e]);
-    }
+    });
     entries.sort((x, y) => x[0] - y[0]);
     this.points = Uint32Array.from(entries.map((x) => x[0]));
     this.owners = entries.map((x) => x[1]);
@@ -137,7 +138,7 @@ class RingHashLb<E extends Balanced> implements LoadBalancer<E> {
 
 /** Spreads each endpoint `weight` times through a schedule (smooth weighted round robin, computed once). */
 function interleave<E extends Balanced>(endpoints: readonly E[]): E[] {
-  const weights = endpoints.map((e) => Math.max(1, Math.round(e.weight)));
+  const weights = boundedWeights(endpoints, MAX_SCHEDULE);
   if (weights.every((w) => w === weights[0])) return [...endpoints];
   const total = weights.reduce((a, b) => a + b, 0);
   const current = weights.map(() => 0);
@@ -152,6 +153,17 @@ function interleave<E extends Balanced>(endpoints: readonly E[]): E[] {
     out.push(endpoints[best]!);
   }
   return out;
+}
+
+/** Schedule slots and ring points are built per unit of weight: bounded, so weights up to 2^32-1 cost no more. */
+const MAX_SCHEDULE = 65_536;
+const MAX_RING_POINTS = 262_144;
+
+/** Integer weights ≥ 1, scaled down (proportions kept to rounding) when they sum to more than `max`. */
+function boundedWeights(endpoints: readonly Balanced[], max: number): number[] {
+  const ws = endpoints.map((e) => (Number.isFinite(e.weight) ? Math.max(1, Math.round(e.weight)) : 1));
+  const total = ws.reduce((a, b) => a + b, 0);
+  return total <= max ? ws : ws.map((w) => Math.max(1, Math.round((w * max) / total)));
 }
 
 /** FNV-1a 32-bit with a final avalanche (murmur3 fmix): fast, and well spread for short keys. */

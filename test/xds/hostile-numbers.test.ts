@@ -290,6 +290,24 @@ describe('waypost proxy --xds against an xDS server sending hostile numbers', ()
     });
   }
 
+  it('ACKs endpoint weights as large as 2^32-1 allows (4294967294 and 1), and keeps answering: the balancers bound their schedules', async () => {
+    for (const lbPolicy of ['ROUND_ROBIN', 'RING_HASH']) {
+      const nc = server.send(TYPE_CLUSTER, `c-${lbPolicy}`, [cluster({ lb_policy: lbPolicy })]);
+      await server.next(isAckOf(TYPE_CLUSTER, nc));
+      acked[TYPE_CLUSTER] = `c-${lbPolicy}`;
+      const ne = server.send(TYPE_ENDPOINTS, `e-heavy-${lbPolicy}`, [cla([lbEndpoint(v1.port, { load_balancing_weight: 4_294_967_294 }), lbEndpoint(v2.port, { load_balancing_weight: 1 })])]);
+      await server.next(isAckOf(TYPE_ENDPOINTS, ne));
+      const seen = new Set<string>();
+      for (let i = 0; i < 5; i++) seen.add(await whoAnswers(conn));
+      expect(proxy.child.exitCode).toBeNull();
+      expect(seen.size).toBeGreaterThan(0);
+    }
+    const nBack = server.send(TYPE_ENDPOINTS, 'e0-again', [cla([lbEndpoint(v1.port)])]);
+    await server.next(isAckOf(TYPE_ENDPOINTS, nBack));
+    acked[TYPE_ENDPOINTS] = 'e0-again';
+    await expectStillServing();
+  });
+
   it('ACKs and follows a good update after all that', async () => {
     const n = server.send(TYPE_ENDPOINTS, 'e1', [cla([lbEndpoint(v2.port)])]);
     await server.next(isAckOf(TYPE_ENDPOINTS, n));
