@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { log } from './log.js';
 
 /**
  * Watches config paths (files or directories, recursively) and calls `onChange` when any file under them is
@@ -46,6 +47,9 @@ export class ConfigWatcher {
         this.last = sig;
         await this.onChange();
       }
+    } catch (err) {
+      // A file that vanished or cannot be read mid-poll: the last good config keeps serving; the next poll retries.
+      log.errorLimited('config_watch', 'cannot read the config files', { error: (err as Error).message });
     } finally {
       this.busy = false;
     }

@@ -2,7 +2,7 @@ import net from 'node:net';
 import type { AccessLog } from './access-log.js';
 import type { CodecFactory } from './codec.js';
 import type { Cluster } from './cluster.js';
-import type { Continuation } from './contain.js';
+import { recordContained, type Continuation } from './contain.js';
 import type { MetaFilter } from './filters/index.js';
 import { DEFAULT_LIMITS, type DownstreamLimits, type TracingMode } from './limits.js';
 import { log } from './log.js';
@@ -295,7 +295,16 @@ export class ListenerRuntime {
       return;
     }
     if (this.refuseOverflow(socket) || this.refuseOverload(socket)) return;
-    const conn = this.settings.accept(socket, this);
+    let conn: ConnectionHandler;
+    try {
+      conn = this.settings.accept(socket, this);
+    } catch (thrown) {
+      // A codec or network filter that cannot start a session (a user codec's bug): this connection only.
+      this.containedError('connection', recordContained(thrown, 'connection', this.name));
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
     this.connections.add(conn);
     this.connGauge.inc();
   }

@@ -453,7 +453,11 @@ export function tlsAcceptor(
         rejectUnauthorized: t!.requireClientCertificate,
       });
       secure.on('error', (err: NodeJS.ErrnoException) => refuse('handshake_failed', err.code ?? err.message));
-      secure.once('secure', () => {
+      secure.once('secure', () => onSecure(secure));
+    }
+    /** The handshake is done: check the client's certificate (bytes from the peer), then hand the socket over. */
+    function onSecure(secure: tls.TLSSocket): void {
+      try {
         const cert = secure.getPeerCertificate();
         const presented = cert !== undefined && Object.keys(cert).length > 0;
         if (t!.requireClientCertificate && !presented) return refuse('no_client_certificate', 'a client certificate is required');
@@ -466,23 +470,31 @@ export function tlsAcceptor(
         }
         if (presented && !sansMatch(cert, t!.sanMatchers)) return refuse('san_mismatch', 'the client certificate matches no match_subject_alt_names');
         secure.removeAllListeners('error');
-        handOver(secure);
-      });
+      } catch (err) {
+        return refuse('bad_client_certificate', (err as Error).message);
+      }
+      handOver(secure);
     }
     if (t.mode === 'STRICT') {
       startTls();
       return;
     }
     // PERMISSIVE: peek at the first byte. 0x16 opens a TLS handshake record; no plaintext protocol we carry starts so.
-    socket.once('data', (chunk: Buffer) => {
+    socket.once('data', (chunk: Buffer) => onFirstBytes(chunk));
+    function onFirstBytes(chunk: Buffer): void {
       socket.pause();
       socket.unshift(chunk);
-      if (chunk[0] === 0x16) startTls();
-      else {
+      if (chunk[0] !== 0x16) {
         handOver(socket);
         socket.resume();
+        return;
       }
-    });
+      try {
+        startTls();
+      } catch (err) {
+        refuse('handshake_failed', (err as Error).message);
+      }
+    }
   };
 }
 
