@@ -134,7 +134,7 @@ export class UpstreamConnection {
         const { error: err, unexpected } = toCodecError(thrown);
         if (unexpected) log.error('unexpected error on an upstream connection', { cluster: opts.cluster, stack: (thrown as Error).stack });
         opts.hooks.onDecodeError(err);
-        log.warn('malformed upstream frame, closing upstream connection', {
+        log.warnLimited(`malformed_upstream:${opts.cluster}:${err.reason}`, 'malformed upstream frame, closing upstream connection', {
           cluster: opts.cluster,
           upstream: `${opts.host}:${opts.port}`,
           reason: err.reason,

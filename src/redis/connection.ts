@@ -17,6 +17,7 @@ import { containSafely, recordContained, reenter, type Continuation } from '../c
 import { log } from '../log.js';
 import type { ConnectionHandler } from '../network-filter.js';
 import { Outbox } from '../outbox.js';
+import type { BufferAccount } from '../overload.js';
 import type { Expirable } from '../timer-wheel.js';
 import type { EndpointPool, UpstreamConnection, UpstreamRequest } from '../upstream.js';
 import { describeRequest, type RedisReply, type RedisRequest, redisCodec, skipValue, valueStart } from '../../codecs/redis/index.js';
@@ -234,6 +235,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   /** QUIT or a protocol error: nothing more is read; the connection ends once the replies before are written. */
   private closing = false;
   private paused = false;
+  private account: BufferAccount | undefined;
   authed: boolean;
   resp3 = false;
   private clientName: Buffer | undefined;
@@ -338,7 +340,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       const { error: err, unexpected } = toCodecError(thrown);
       if (unexpected) log.error('unexpected error on a redis connection', { listener: this.listener.name, stack: (thrown as Error).stack });
       this.listener.decodeErrors.inc();
-      log.warn('malformed redis command, closing the connection', {
+      log.warnLimited(`malformed:${this.listener.name}:${err.reason}`, 'malformed redis command, closing the connection', {
         listener: this.listener.name,
         remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
         reason: err.reason,
@@ -364,6 +366,16 @@ export class RedisConnection implements ConnectionHandler, Expirable {
         }
       } else this.frameStartedAt = -1;
     }
+    // An incomplete command beyond the per-connection limit goes against the memory budget, which may pause or shed it.
+    const account = (this.account ??= this.listener.overload.account(this.listener.name, limits.bufferLimitBytes, {
+      pause: () => this.socket.pause(),
+      resume: () => {
+        if (!this.paused && !this.closed) this.socket.resume();
+      },
+      shed: () => this.socket.destroy(),
+      bytes: () => this.bufferedBytes,
+    }));
+    account.update(this.session.buffered + this.socket.readableLength);
   }
 
   private pause(counter: { inc(): void }): void {
@@ -395,7 +407,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     const at = this.frameStartedAt + timeout;
     if (at > now) return at;
     this.listener.counters.frameTimeout.inc();
-    log.warn('a redis command did not complete in time, closing the connection', {
+    log.warnLimited(`frame_timeout:${this.listener.name}`, 'a redis command did not complete in time, closing the connection', {
       listener: this.listener.name,
       remote: `${this.socket.remoteAddress}:${this.socket.remotePort}`,
       frame_timeout_ms: timeout,
@@ -996,6 +1008,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.account?.close();
     if (this.wheelTick >= 0) wheel.cancel(this);
     this.held = undefined;
     for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.abandon();

@@ -284,7 +284,7 @@ export class XdsClient {
   private onResponse(resp: DiscoveryResponse): void {
     const st = this.types.get(resp.type_url);
     if (!st) {
-      log.warn('xds: response for a type not subscribed, ignored', { type_url: resp.type_url });
+      log.warnLimited('xds_unsubscribed_type', 'xds: response for a type not subscribed, ignored', { type_url: resp.type_url });
       return;
     }
     st.nonce = resp.nonce;
