@@ -136,6 +136,12 @@ function skipResult(sc: HessianScanner, type: number): boolean {
 }
 
 /**
+ * Attachments a map may hold. Real calls carry a handful; reading is linear in the count, so a frame of a million
+ * tiny entries would hold the event loop for a second at every read. More is refused (`bad_body`).
+ */
+export const MAX_ATTACHMENTS = 1024;
+
+/**
  * Reads the attachments map at the scanner into `into`: string keys (lower-cased) to string values; entries of
  * any other kind are left out. A null or absent map reads as empty. `strict` (requests) refuses the keys
  * {@link readRequestAttachments} lists; responses keep the last of keys equal ignoring case. Throws ScanError.
@@ -146,13 +152,14 @@ function readAttachments(sc: HessianScanner, into: Map<string, string>, strict: 
   enterMap(sc, tag);
   /** Lower-cased keys whose value is not a string (not in `into`), for the duplicate check. */
   let others: Set<string> | undefined;
-  for (;;) {
+  for (let entries = 0; ; entries++) {
     const next = sc.peek();
     if (next === -1) throw new ScanError('attachments map is not terminated');
     if (next === TAG_END) {
       sc.pos++;
       return;
     }
+    if (entries === MAX_ATTACHMENTS) throw new ScanError(`more than ${MAX_ATTACHMENTS} attachments`);
     let key: string | null;
     if (isStringTag(next)) {
       key = sc.readStringOrNull();
@@ -233,10 +240,11 @@ function spliceMap(sc: HessianScanner, mutation: readonly KeyValue[], parts: Buf
     // The map's header is kept as is: a typed map's type string has a slot in the stream's type table.
     parts.push(raw.subarray(at, sc.pos));
     let run = sc.pos; // start of the entries copied verbatim
-    for (;;) {
+    for (let entries = 0; ; entries++) {
       const next = sc.peek();
       if (next === -1) throw new ScanError('attachments map is not terminated');
       if (next === TAG_END) break;
+      if (entries === MAX_ATTACHMENTS) throw new ScanError(`more than ${MAX_ATTACHMENTS} attachments`);
       const entry = sc.pos;
       const key = isStringTag(next) ? sc.readStringOrNull() : skipped(sc);
       sc.skipValue();

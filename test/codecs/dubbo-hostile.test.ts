@@ -6,7 +6,9 @@
  */
 import hessian from 'hessian.js';
 import { describe, expect, it } from 'vitest';
-import { CodecError, type Frame } from '../../src/codec.js';
+import type { Frame } from '../../src/codec.js';
+import { badBody } from '../helpers/codec.js';
+import { MAX_ATTACHMENTS } from '../../codecs/dubbo/body.js';
 import { dubboCodec } from '../../codecs/dubbo/index.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -81,16 +83,6 @@ function providerReads(b: Buffer): unknown[] {
   return out;
 }
 
-function badBody(read: () => unknown): string {
-  try {
-    read();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CodecError);
-    expect((err as CodecError).reason).toBe('bad_body');
-    return (err as CodecError).message;
-  }
-  throw new Error('expected a bad_body CodecError');
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -251,5 +243,23 @@ describe('dispatch fields: the provider invokes the attachments\' path and versi
       'blue',
       'sayHello',
     ]);
+  });
+});
+
+describe('attachments beyond what any call carries', () => {
+  const many = (n: number): Buffer => map([h('path'), h(SERVICE)], ...Array.from({ length: n - 1 }, (_, i): [Buffer, Buffer] => [h(`k${i}`), h(0)]));
+
+  it(`reads ${MAX_ATTACHMENTS} attachments, and refuses a map of more (reading is linear in their count)`, () => {
+    expect(frame(body({ attachments: many(MAX_ATTACHMENTS) })).metadata.get('k5')).toBeUndefined();
+    expect(frame(body({ attachments: many(MAX_ATTACHMENTS) })).metadata.get('path')).toBe(SERVICE);
+    expect(badBody(() => frame(body({ attachments: many(MAX_ATTACHMENTS + 1) })).metadata.get('user'))).toMatch(/more than 1024 attachments/);
+    // The provider would read them all: it is the proxy that refuses to spend the time.
+    expect(Object.keys(providerReads(body({ attachments: many(MAX_ATTACHMENTS + 1) }))[6] as object)).toHaveLength(MAX_ATTACHMENTS + 1);
+  });
+
+  it('refuses them when a mutation rewrites the map too', () => {
+    const f = frame(body({ attachments: many(MAX_ATTACHMENTS + 1) }));
+    const session = dubboCodec.create({ maxFrameSize: 1 << 20, side: 'upstream' });
+    expect(() => session.encode(f, { mutation: [{ key: 'x', value: 'y' }] })).toThrow(/more than 1024 attachments/);
   });
 });
