@@ -115,6 +115,12 @@ export class KvClient {
     return this.wait(this.heartbeats, id, timeoutMs, () => this.socket.write(encodeHeartbeat(id)));
   }
 
+  /** A two-way call of a frame built by hand (tests: malformed frames): resolves with the answer to `id`. */
+  callRaw(id: number, frame: Buffer, timeoutMs?: number): Promise<KvReply> {
+    if (this.pending.has(id)) return Promise.reject(new Error(`request id ${id} is already in flight on this connection`));
+    return this.wait(this.pending, id, timeoutMs, () => this.socket.write(frame));
+  }
+
   /** Writes bytes as they are (tests: malformed frames). */
   writeRaw(bytes: Buffer): void {
     this.socket.write(bytes);

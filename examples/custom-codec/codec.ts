@@ -83,6 +83,8 @@ export function localReplyStatus(reply: LocalReply): number {
       return KvStatus.BAD_RESPONSE;
     case 'permission_denied':
       return KvStatus.FORBIDDEN;
+    case 'bad_request':
+      return KvStatus.BAD_REQUEST;
     case 'fault_abort': {
       const code = reply.code;
       // 0 would say "success": an abort must not look like one.

@@ -189,6 +189,8 @@ export interface SpawnProxyOptions {
   echo?: boolean;
   extraArgs?: string[];
   cli?: string;
+  /** Run under `ulimit -n` of this many file descriptors (bash sets the limit, then execs node). */
+  fileLimit?: number;
 }
 
 const liveChildren = new Set<ChildProcess>();
@@ -204,7 +206,10 @@ export async function spawnProxy(opts: SpawnProxyOptions): Promise<ProxyProcess>
   const args = [cli, 'proxy', '--config', opts.configDir, '--admin', adminAddress];
   if (opts.logLevel) args.push('--log-level', opts.logLevel);
   if (opts.extraArgs) args.push(...opts.extraArgs);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child =
+    opts.fileLimit === undefined
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('bash', ['-c', `ulimit -n ${opts.fileLimit} && exec "$0" "$@"`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
@@ -232,7 +237,7 @@ export async function spawnProxy(opts: SpawnProxyOptions): Promise<ProxyProcess>
       resolve(null);
     });
   });
-  const command = ['node', ...args].map(displayPath).join(' ');
+  const command = `${opts.fileLimit === undefined ? '' : `ulimit -n ${opts.fileLimit}; `}${['node', ...args].map(displayPath).join(' ')}`;
   return {
     child,
     adminAddress,

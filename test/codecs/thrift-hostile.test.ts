@@ -7,6 +7,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CodecError, type Frame } from '../../src/codec.js';
+import { badBody } from '../helpers/codec.js';
 import { thriftCodec, type ThriftFrame } from '../../codecs/thrift/index.js';
 import { generate, startPythonServer, type Generated, type PythonServer } from '../fixtures/thrift/peers.js';
 
@@ -76,16 +77,6 @@ function frame(bytes: Buffer): ThriftFrame {
   return frames[0] as ThriftFrame;
 }
 
-function badBody(read: () => unknown): string {
-  try {
-    read();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CodecError);
-    expect((err as CodecError).reason).toBe('bad_body');
-    return (err as CodecError).message;
-  }
-  throw new Error('expected a bad_body CodecError');
-}
 
 /** Sends one THeader frame to the python server and returns the reply's payload (the message). */
 function exchange(bytes: Buffer): Promise<Buffer> {

@@ -255,7 +255,7 @@ describe('KV-RPC through waypost proxy --codec', () => {
     expect(c.unexpected).toEqual([]);
   });
 
-  it('closes only the connection that sent a malformed frame, and counts it in waypost_decode_errors_total', async () => {
+  it('closes only the connection that sent a malformed frame (counted in waypost_decode_errors_total); a frame whose headers lie is answered BAD_REQUEST alone', async () => {
     await setRoutes([
       { name: 'jason', attributes: { user: { exact: 'jason' } }, to: [{ subset: 'v2' }] },
       { name: 'rest', to: [{ subset: 'v1' }] },
@@ -271,16 +271,22 @@ describe('KV-RPC through waypost proxy --codec', () => {
     expect(await metric(errors)).toBe(before + 1);
     expect(proxy.output()).toMatch(/malformed downstream frame.*protocol=kvrpc.*reason=bad_magic/);
     // 2. A whole frame whose header section lies about an entry's length: found when routing reads the `user`
-    //    header (lazily), still a decode error of that connection only, and nothing reached a server.
+    //    header (lazily). That request alone is answered BAD_REQUEST, counted as contained; its connection stays
+    //    open, and nothing reached a server.
     const frame = encodeRequest(5, { method: 'echo', user: 'jason' }, 'x');
     frame[16] = 200; // the first key's length runs past the section
     const served = v1.requests.length + v2.requests.length;
+    const contained = /^waypost_contained_errors_total\{.*where="request".*reason="bad_header"/;
+    const containedBefore = await metric(contained);
     const lying = await client();
-    lying.writeRaw(frame);
-    await lying.closed;
-    expect(await metric(errors)).toBe(before + 2);
-    expect(proxy.output()).toMatch(/malformed downstream frame.*reason=bad_header/);
-    expect(v1.requests.length + v2.requests.length).toBe(served);
+    const answer = await lying.callRaw(5, frame);
+    expect(answer.status).toBe(Status.BAD_REQUEST);
+    expect(answer.id).toBe(5);
+    expect(await metric(contained)).toBe(containedBefore + 1);
+    expect(await metric(errors)).toBe(before + 1);
+    expect(lying.isClosed).toBe(false);
+    expect((await lying.call({ method: 'whoami' })).status).toBe(Status.OK);
+    expect(v1.requests.length + v2.requests.length).toBe(served + 1);
     expect((await good.call({ method: 'whoami', headers: { user: 'jason' } })).text()).toBe('v2');
     expect(good.isClosed).toBe(false);
   });

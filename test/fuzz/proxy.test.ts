@@ -35,6 +35,7 @@ import { setLogLevel, setLogSink } from '../../src/log.js';
 import { Proxy } from '../../src/proxy.js';
 import { ensureThriftPeers, generate, npmClient, startPythonServer, type Generated, type NpmClient, type PythonServer } from '../fixtures/thrift/peers.js';
 import { RateLimitService } from '../helpers/ratelimit.js';
+import { Steady } from '../helpers/steady.js';
 import { RawClient, ensurePeers as ensureRedisPeers, startRedis, type RedisServer } from '../redis/helpers.js';
 import { applyEdits, editsArb, params, TIMEOUT, type Slot } from './harness.js';
 import { encodeMessage, frame as thriftFrame } from './thrift-writer.js';
@@ -42,6 +43,8 @@ import { encodeMessage, frame as thriftFrame } from './thrift-writer.js';
 const MAX = 64 * 1024;
 /** Per-wait deadline: generous for a loaded 2-core machine; a healthy case takes milliseconds. */
 const DEADLINE = 10_000;
+/** The well-formed clients: a call with no outcome within the deadline is a failure. */
+const STEADY = { pauseMs: 10, deadlineMs: DEADLINE };
 /** Cases per listener. */
 const RUNS = { dubbo: 100, thrift: 100, redis: 100 };
 
@@ -61,33 +64,6 @@ const logLines: string[] = [];
 
 // ---- the well-formed clients, calling throughout ---------------------------------------------------------------
 
-class Steady {
-  ok = 0;
-  readonly failures: string[] = [];
-  private stopped = false;
-  private loop: Promise<void> | undefined;
-
-  constructor(readonly name: string, private readonly call: (n: number) => Promise<void>) {}
-
-  start(): void {
-    this.loop = (async () => {
-      for (let n = 0; !this.stopped; n++) {
-        try {
-          await withDeadline(this.call(n), `${this.name} well-formed call ${n}`);
-          this.ok++;
-        } catch (err) {
-          this.failures.push(`${n}: ${(err as Error).message}`);
-        }
-        await sleep(10);
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
 
 let dubboClient: RawDubboConnection;
 let thriftClient: NpmClient;
@@ -191,7 +167,7 @@ beforeAll(async () => {
     new Steady('dubbo', async (n) => {
       const r = await dubboClient.call({ id: 1_000_000 + n, path: DEMO_INTERFACE, method: 'sayHello', args: [`steady-${n}`], timeoutMs: DEADLINE });
       if (!String(r.value).includes(`Hello steady-${n}`)) throw new Error(`unexpected answer ${JSON.stringify(r)}`);
-    }),
+    }, STEADY),
     new Steady('thrift', async (n) => {
       // python3-thrift closes its connection on some well-framed requests it cannot read (a non-UTF-8 string, a UUID
       // field): every call in flight on that shared upstream connection is then reset. The route retries resets, but
@@ -209,12 +185,12 @@ beforeAll(async () => {
           thriftResets.push(`${n}: ${message}`);
         }
       }
-    }),
+    }, STEADY),
     new Steady('redis', async (n) => {
       const got = await redisClient.commands([['SET', `steady:${n}`, `v${n}`], ['GET', `steady:${n}`]], DEADLINE);
       const want = ['+OK', `$${`v${n}`.length}\r\nv${n}`];
       if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`unexpected answers ${JSON.stringify(got)}`);
-    }),
+    }, STEADY),
   );
   for (const s of steady) s.start();
 }, 120_000);

@@ -5,13 +5,12 @@
  * logged at most once per interval, the descriptors kept free let the admin API answer meanwhile, and once
  * connections close it accepts and serves as before.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliPath, freePort, waitReady, type ProxyProcess } from '../../examples/dubbo/harness.js';
+import { spawnProxy, waitReady, type ProxyProcess } from '../../examples/dubbo/harness.js';
 import { startProvider, type Provider } from '../../examples/dubbo/provider.js';
 import { RawDubboConnection } from '../../examples/dubbo/raw-client.js';
 import { metricSum } from '../helpers/admin.js';
@@ -19,31 +18,6 @@ import { freePorts, report, servicesYaml, until } from './helpers.js';
 
 const FD_LIMIT = 64;
 
-/** `waypost proxy` under `ulimit -n FD_LIMIT` (bash sets the limit, then execs node). */
-async function spawnLimited(configDir: string): Promise<ProxyProcess> {
-  const adminAddress = `127.0.0.1:${await freePort()}`;
-  const args = [cliPath(), 'proxy', '--config', configDir, '--admin', adminAddress];
-  const child = spawn('bash', ['-c', `ulimit -n ${FD_LIMIT} && exec "$0" "$@"`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  const collect = (chunk: Buffer): void => void lines.push(...chunk.toString('utf8').split('\n').filter((l) => l.length > 0));
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
-  return {
-    child,
-    adminAddress,
-    command: `ulimit -n ${FD_LIMIT}; node ${args.join(' ')}`,
-    output: () => lines.join('\n'),
-    exited,
-    async stop(graceMs = 3000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
 
 /** A TCP connection that reads (and drops) whatever comes, so that a close by the proxy is seen. */
 function open(port: number): Promise<{ socket: net.Socket; closed: () => boolean }> {
@@ -68,7 +42,7 @@ describe('accepting without file descriptors left', () => {
     [port] = await freePorts(1);
     dir = mkdtempSync(path.join(os.tmpdir(), 'waypost-fd-'));
     writeFileSync(path.join(dir, 'config.yaml'), servicesYaml([{ listenPort: port!, endpoints: [{ port: provider.port, version: 'v1' }] }]));
-    proxy = await spawnLimited(dir);
+    proxy = await spawnProxy({ configDir: dir, fileLimit: FD_LIMIT });
     await waitReady(proxy);
   });
   afterAll(async () => {

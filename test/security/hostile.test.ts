@@ -28,6 +28,7 @@ import { ensureThriftPeers, generate, PythonSession, startPythonServer, type Gen
 import { encodeMessage, frame as thriftFrame, MessageType } from '../fuzz/thrift-writer.js';
 import { metricSum } from '../helpers/admin.js';
 import { RateLimitService } from '../helpers/ratelimit.js';
+import { Steady } from '../helpers/steady.js';
 import { rssOf } from '../limits/helpers.js';
 import { RawClient, ensurePeers as ensureRedisPeers, startRedis, type RedisServer } from '../redis/helpers.js';
 
@@ -93,22 +94,25 @@ function dubboRequest(body: Buffer): Buffer {
   return encodeFrame(requestFlags(true), 0, nextDubboId++, body);
 }
 
-/** Sends one frame on its own connection; resolves with the answer's status, or 'closed'. */
-async function dubboRaw(bytes: Buffer, timeoutMs = 10_000): Promise<number | 'closed'> {
+/**
+ * Sends `bytes` on a connection of its own; resolves with what `answer` reads from the first complete reply, or
+ * 'closed' when the proxy closes the connection instead.
+ */
+function exchange<T>(port: number, bytes: Buffer, answer: (got: Buffer) => T | undefined, timeoutMs: number): Promise<T | 'closed'> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(ports.dubbo, '127.0.0.1');
+    const socket = net.connect(port, '127.0.0.1');
     let got = Buffer.alloc(0);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error('no answer to a hostile Dubbo request'));
+      reject(new Error(`no answer on port ${port}`));
     }, timeoutMs);
     socket.on('data', (d) => {
       got = Buffer.concat([got, d]);
-      if (got.length >= 16) {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(got[3]!);
-      }
+      const value = answer(got);
+      if (value === undefined) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(value);
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
@@ -117,6 +121,11 @@ async function dubboRaw(bytes: Buffer, timeoutMs = 10_000): Promise<number | 'cl
     });
     socket.write(bytes);
   });
+}
+
+/** One Dubbo request: the answer's status. */
+function dubboRaw(bytes: Buffer, timeoutMs = 10_000): Promise<number | 'closed'> {
+  return exchange(ports.dubbo, bytes, (got) => (got.length >= 16 ? got[3]! : undefined), timeoutMs);
 }
 
 /** A THeader call whose header section is cut short: the frame is whole, the headers inside it are not. */
@@ -132,30 +141,9 @@ function theaderWithBrokenHeaders(method: string, seqid: number): Buffer {
   return copy;
 }
 
-/** Sends one THeader frame on its own connection; resolves with the TApplicationException type, or 'closed'. */
-async function thriftRaw(bytes: Buffer, timeoutMs = 10_000): Promise<number | 'closed'> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(ports.thrift, '127.0.0.1');
-    let got = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('no answer to a hostile Thrift request'));
-    }, timeoutMs);
-    socket.on('data', (d) => {
-      got = Buffer.concat([got, d]);
-      if (got.length >= 4 && got.length >= 4 + got.readUInt32BE(0)) {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(appExceptionType(got));
-      }
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve('closed');
-    });
-    socket.write(bytes);
-  });
+/** One THeader call: the type of the TApplicationException it is answered with. */
+function thriftRaw(bytes: Buffer, timeoutMs = 10_000): Promise<number | 'closed'> {
+  return exchange(ports.thrift, bytes, (got) => (got.length >= 4 && got.length >= 4 + got.readUInt32BE(0) ? appExceptionType(got) : undefined), timeoutMs);
 }
 
 /** The `type` field (id 2, i32) of the TApplicationException in a THeader binary EXCEPTION reply. */
@@ -179,34 +167,6 @@ function appExceptionType(reply: Buffer): number {
 
 // ---- the well-formed clients, calling throughout -----------------------------------------------------------------------
 
-class Steady {
-  ok = 0;
-  readonly failures: string[] = [];
-  private stopped = false;
-  private loop: Promise<void> | undefined;
-
-  constructor(private readonly call: (n: number) => Promise<void>) {}
-
-  start(): void {
-    this.stopped = false;
-    this.loop = (async () => {
-      for (let n = 0; !this.stopped; n++) {
-        try {
-          await this.call(n);
-          this.ok++;
-        } catch (err) {
-          this.failures.push(`${n}: ${(err as Error).message}`);
-        }
-        await sleep(5);
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
 
 let dubboClient: RawDubboConnection;
 let thriftClient: PythonSession;
@@ -361,15 +321,15 @@ beforeAll(async () => {
   thriftClient = new PythonSession(gen, 'header', 'binary', ports.thrift);
   redisClient = await RawClient.connect(ports.redis);
   steady.push(
-    new Steady(async (n) => {
+    new Steady('dubbo', async (n) => {
       const r = await dubboClient.call({ id: 1_000_000 + n, path: DEMO_INTERFACE, method: 'sayHello', args: [`steady-${n}`], timeoutMs: 10_000 });
       if (!String(r.value).includes(`steady-${n}`)) throw new Error(`unexpected answer ${JSON.stringify(r)}`);
     }),
-    new Steady(async (n) => {
+    new Steady('thrift', async (n) => {
       const r = await thriftClient.call({ method: 'hello', args: [`steady-${n}`] });
       if (!('ok' in r) || r.ok !== `hello steady-${n}`) throw new Error(`unexpected answer ${JSON.stringify(r)}`);
     }),
-    new Steady(async (n) => {
+    new Steady('redis', async (n) => {
       const got = await redisClient.commands([['SET', `steady:${n}`, `v${n}`], ['GET', `steady:${n}`]], 30_000);
       const want = ['+OK', `$${`v${n}`.length}\r\nv${n}`];
       if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`unexpected answers ${JSON.stringify(got)}`);

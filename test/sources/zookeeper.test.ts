@@ -120,7 +120,7 @@ describe('ZookeeperSource', () => {
     regs.push(await registerProvider(zk.address, '10.0.0.5', 20880, { aeraki_meta_app_version: 'v2' }));
     await until(() => endpoints().length === 2, 'the provider registered after the restart', 10_000);
     await Promise.all(regs.splice(0).map((r) => r.close()));
-    await until(() => endpoints().length === 0, 'both to leave', 5000);
+    await until(() => endpoints().length === 0, 'both to leave', 20_000);
   }, 60_000);
 
   it('survives an undecodable frame from the server (a bug of the client library that would crash the process)', async () => {
@@ -135,7 +135,7 @@ describe('ZookeeperSource', () => {
       throw new Error(`${err.message}; the source logged:\n${logLines.slice(mark).join('\n')}`);
     });
     await regs.pop()!.close();
-    await until(() => endpoints().length === 0, 'the provider to leave, seen after the reconnect', 5000);
+    await until(() => endpoints().length === 0, 'the provider to leave, seen after the reconnect', 20_000);
   }, 60_000);
 
   it('ignores, with a warning, hostile provider URLs (port 99999, a non-numeric or overflowing weight, a host that is no host) and keeps the good one', async () => {
