@@ -44,6 +44,8 @@ export interface CommandSpec {
   readonly script?: boolean;
   /** `BY`/`GET` patterns name other keys (SORT): refused with them, since they could read any route's keys. */
   readonly patternOption?: boolean;
+  /** A `DB n` option writes into another database (COPY): refused with it, as SELECT n and MOVE are. */
+  readonly dbOption?: boolean;
   /** Container commands (OBJECT, XINFO, CLIENT, …): specs by subcommand; others of the container use `this`. */
   readonly sub?: ReadonlyMap<string, CommandSpec>;
 }
@@ -86,7 +88,8 @@ keys('bf.add bf.insert bf.loadchunk bf.madd bf.reserve', true);
 keys('bf.card bf.exists bf.info bf.mexists bf.scandump', false);
 
 // Several keys that must meet on one upstream.
-keys('rename renamenx rpoplpush lmove smove copy geosearchstore zrangestore', true, 1, 2);
+keys('rename renamenx rpoplpush lmove smove geosearchstore zrangestore', true, 1, 2);
+keys('copy', true, 1, 2, 1, { dbOption: true });
 keys('lcs', false, 1, 2);
 keys('sdiffstore sinterstore sunionstore pfmerge', true, 1, -1);
 keys('sdiff sinter sunion pfcount', false, 1, -1);

@@ -501,6 +501,10 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.refuse('sort_pattern', `ERR unsupported command '${req.command}' with BY or GET patterns: they read keys the proxy cannot route`);
       return;
     }
+    if (spec.dbOption && hasDbOption(req)) {
+      this.refuse('other_database', `ERR unsupported command '${req.command}' with DB: the proxy serves database 0 only`);
+      return;
+    }
     if (spec.blockOption && req.hasBlockOption()) {
       this.reject(errorReply(`ERR unsupported command '${req.command}' with BLOCK: blocking commands would stall every client sharing the upstream connection`));
       return;
@@ -1492,6 +1496,12 @@ function hasSortPattern(req: RedisRequest): boolean {
     if (req.argIs(i, 'limit')) i += 2;
     else if (req.argIs(i, 'store') || req.argIs(i, 'by')) i += 1;
   }
+  return false;
+}
+
+/** COPY src dst [DB n] [REPLACE]: whether a DB option follows the two keys. */
+function hasDbOption(req: RedisRequest): boolean {
+  for (let i = 3; i < req.argc; i++) if (req.argIs(i, 'db')) return true;
   return false;
 }
 

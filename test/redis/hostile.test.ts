@@ -158,6 +158,25 @@ describe('command policy', () => {
     expect(replies[2]).toBe('*2\r\n$1\r\n2\r\n$1\r\n1');
     expect(replies[3]).toBe('*2\r\n$1\r\n1\r\n$1\r\n2');
   });
+
+  it('refuses COPY into another database (as SELECT n and MOVE), and copies within database 0', async () => {
+    const raw = await fx.raw(ports[0]!);
+    const before = await fx.metric(/^waypost_redis_commands_refused_total\{.*reason="other_database"/);
+    const replies = await raw.commands([
+      ['SET', 'copy:src', 'v'],
+      ['COPY', 'copy:src', 'copy:dst', 'DB', '7'],
+      ['COPY', 'copy:src', 'copy:dst', 'REPLACE', 'db', '7'],
+      ['COPY', 'copy:src', 'copy:dst'],
+      ['GET', 'copy:dst'],
+    ]);
+    expect(replies[1]).toBe("-ERR unsupported command 'copy' with DB: the proxy serves database 0 only");
+    expect(replies[2]).toBe("-ERR unsupported command 'copy' with DB: the proxy serves database 0 only");
+    expect(replies.slice(3)).toEqual([':1', '$1\r\nv']);
+    expect(await fx.metric(/^waypost_redis_commands_refused_total\{.*reason="other_database"/)).toBe(before + 2);
+    const db7 = main.direct();
+    await db7.select(7);
+    expect(await db7.get('copy:dst')).toBeNull();
+  });
 });
 
 describe('replies over the limits', () => {
