@@ -234,6 +234,7 @@ export class Cluster {
         tls: () => this.settings.tls,
         hooks: {
           onDecodeError: (_err: CodecError) => decodeErrors.inc(),
+          onStrayFrame: () => this.ctx.metrics.upstreamStrayFrames.labels(this.name).inc(),
           onConnectionOpen: () => this.upstreamGauge.inc(),
           onConnectionClose: () => this.upstreamGauge.dec(),
           canOpen: () => this.connectionCount < this.settings.maxConnections,

@@ -119,6 +119,12 @@ export class Metrics {
     labelNames: ['listener', 'where', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly upstreamStrayFrames = new Counter({
+    name: 'waypost_upstream_stray_frames_total',
+    help: 'Frames from an upstream that answer no request waiting for one (a wrong or late id, a request sent by the upstream): dropped',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
   readonly decodeErrors = new Counter({
     name: 'waypost_decode_errors_total',
     help: 'Malformed frames; each closed its connection',

@@ -34,6 +34,8 @@ export interface UpstreamRequest extends Containable {
 export interface PoolHooks {
   /** A malformed upstream frame closed a connection. */
   onDecodeError(err: CodecError): void;
+  /** An answer that matches no request waiting on the connection (a wrong id, a second answer, a request frame). */
+  onStrayFrame(): void;
   onConnectionOpen(): void;
   onConnectionClose(): void;
   /** Circuit breaker: whether another connection may be opened. */
@@ -239,6 +241,7 @@ export class UpstreamConnection {
       return;
     }
     if (frame.type === 'request' || frame.type === 'oneway') {
+      this.opts.hooks.onStrayFrame();
       log.debug('ignoring a request sent by an upstream', { cluster: this.opts.cluster });
       return;
     }
@@ -264,6 +267,7 @@ export class UpstreamConnection {
       }
     }
     if (!req) {
+      this.opts.hooks.onStrayFrame();
       log.debug('dropping an upstream response nobody waits for', { cluster: this.opts.cluster, id: String(frame.requestId) });
       return;
     }

@@ -22,6 +22,7 @@ import { compile, formatErrors } from '../../control/index.js';
 import { freePorts } from '../../examples/dubbo/harness.js';
 import { DEMO_INTERFACE, startProvider, type Provider } from '../../examples/dubbo/provider.js';
 import { RawDubboConnection, type RawResult } from '../../examples/dubbo/raw-client.js';
+import { encodeOkResponse } from '../../examples/dubbo/wire.js';
 import { createRegistry } from '../../src/builtin-codecs.js';
 import { CodecError, type CodecFactory, type CodecSession, type Frame, type FrameEdit, type LocalReply, type Metadata } from '../../src/codec.js';
 import { setLogSink } from '../../src/log.js';
@@ -118,11 +119,15 @@ const onEscape = (err: unknown): void => {
   escaped.push(err);
 };
 
-/** A TCP server that resets every connection as soon as it gets bytes, or (`silent`) never answers at all. */
-async function badServer(mode: 'reset' | 'silent'): Promise<number> {
+/**
+ * A TCP server that resets every connection as soon as it gets bytes, never answers at all (`silent`), or answers
+ * every frame with an id nobody asked for (`stray`).
+ */
+async function badServer(mode: 'reset' | 'silent' | 'stray'): Promise<number> {
   const server = net.createServer((s) => {
     s.on('error', () => undefined);
     if (mode === 'reset') s.on('data', () => s.resetAndDestroy());
+    if (mode === 'stray') s.on('data', (d) => s.write(encodeOkResponse(d.readUInt32BE(8) + 1000, { kind: 'value', value: 'stray' })));
   });
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -146,7 +151,7 @@ beforeAll(async () => {
   provider = await startProvider({ version: 'v1' });
   await rls.start();
   rls.quota = 1_000_000;
-  const [resetA, resetB, silent] = [await badServer('reset'), await badServer('reset'), await badServer('silent')];
+  const [resetA, resetB, silent, stray] = [await badServer('reset'), await badServer('reset'), await badServer('silent'), await badServer('stray')];
   [listenPort] = await freePorts(1);
   const endpoint = (port: number, version: string): unknown => ({ address: '127.0.0.1', ports: { [PORT_NAME]: port }, labels: { version } });
   const docs = [
@@ -159,7 +164,7 @@ beforeAll(async () => {
         hosts: [HOST],
         ports: [{ number: listenPort, name: PORT_NAME, protocol: 'TCP' }],
         resolution: 'STATIC',
-        endpoints: [endpoint(provider.port, 'good'), endpoint(resetA, 'reset'), endpoint(resetB, 'reset'), endpoint(silent, 'silent')],
+        endpoints: [endpoint(provider.port, 'good'), endpoint(resetA, 'reset'), endpoint(resetB, 'reset'), endpoint(silent, 'silent'), endpoint(stray, 'stray')],
       },
     },
     {
@@ -168,7 +173,7 @@ beforeAll(async () => {
       metadata: { name: 'poisoned' },
       spec: {
         host: HOST,
-        subsets: ['good', 'reset', 'silent'].map((v) => ({ name: v, labels: { version: v } })),
+        subsets: ['good', 'reset', 'silent', 'stray'].map((v) => ({ name: v, labels: { version: v } })),
       },
     },
     {
@@ -194,6 +199,7 @@ beforeAll(async () => {
           route('delayed', { fault: { delay: { fixedDelay: '20ms' } } }, 'good'),
           route('reset', { retries: { attempts: 1, retryOn: 'reset' } }, 'reset'),
           route('silent', { timeout: '10s', retries: { attempts: 1, perTryTimeout: '50ms', retryOn: 'timeout' } }, 'silent'),
+          route('stray', { timeout: '200ms' }, 'stray'),
           route('mirrored', { mirror: { host: HOST, subset: 'good' }, mirrorPercentage: { value: 100 } }, 'good'),
           route('limited', {}, 'good'),
           { name: 'by-user', match: { attributes: { user: { exact: 'alice' } } }, route: [{ destination: { host: HOST, subset: 'good' } }] },
@@ -315,6 +321,23 @@ describe('every continuation hands a throw to its own request', () => {
       // An entry left behind by a failed encode would wait forever for an answer, holding its whole frame.
       const dump = proxy.clustersDump() as Array<{ endpoints: Array<{ awaiting_answers: number }> }>;
       expect(dump.flatMap((c) => c.endpoints.map((e) => e.awaiting_answers))).toEqual(dump.flatMap((c) => c.endpoints.map(() => 0)));
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('an upstream answer with an id nobody asked for is dropped and counted; the call times out natively', async () => {
+    const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
+    try {
+      const text = async (): Promise<number> => {
+        let sum = 0;
+        for (const line of (await proxy.metrics.registry.metrics()).split('\n')) if (line.startsWith('waypost_upstream_stray_frames_total{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+        return sum;
+      };
+      const before = await text();
+      expect((await call(conn, 'stray')).status).toBe(31);
+      expect(await text()).toBe(before + 1);
+      await othersServed(conn);
     } finally {
       conn.destroy();
     }
