@@ -468,6 +468,20 @@ describe('no request can stall the event loop', () => {
     });
   });
 
+  it('a request of a million tiny attachments on a route that reads one is refused at once', async () => {
+    await underAttack('dubbo 600k attachments', async () => {
+      // 1.2 million `"k<n>": 0` entries after the path: every read of an attachment would walk them all.
+      const entries: Buffer[] = [Buffer.from('H'), str('path'), str(DEMO_INTERFACE)];
+      for (let i = 0; entries.length < 2 * 600_000; i++) entries.push(str(`k${i}`), Buffer.from([0x90]));
+      entries.push(Buffer.from('Z'));
+      const request = dubboRequest(dubboBody(str('sayHello'), Buffer.concat(entries)));
+      const answers = [];
+      for (let i = 0; i < 10; i++) answers.push(await dubboRaw(request, 30_000));
+      expect(answers).toEqual(answers.map(() => 40));
+      return `10 requests of ${(request.length / 1048576).toFixed(1)} MiB (600k attachments) answered status 40`;
+    });
+  });
+
   it('incomplete frames are held within the memory budget', async () => {
     await underAttack('dubbo 60 x 7 MiB of 8 MiB frames', async () => {
       const shedBefore = await metric(/^waypost_overload_(connections_shed|shed_connections)_total/);
