@@ -445,6 +445,24 @@ describe('what authorization reads is what the provider reads', () => {
   });
 });
 
+describe('what authorization reads is what the provider reads: Thrift', () => {
+  it('THeader headers that differ only in case, or a name with two colons, are refused, not passed', async () => {
+    await underAttack('thrift authorization bypass attempts', async () => {
+      const call = (name: string, headers: Array<[string, string]>, seqid: number): Buffer =>
+        thriftFrame('header', 'binary', encodeMessage('binary', { name, type: MessageType.CALL, seqid, body: { k: 'struct', fields: [{ id: 1, value: { k: 'string', v: Buffer.from('x') } }] } }), { flags: 0, seqid, headers });
+      // python3-thrift keeps the last of duplicate keys, case-sensitively: one of these is the `user` it sees.
+      const answers = [
+        await thriftRaw(call('hello', [['user', 'admin'], ['USER', 'guest']], 1)),
+        await thriftRaw(call('hello', [['USER', 'guest'], ['user', 'admin']], 2)),
+        // Java, python and Go split a multiplexed name at the first ':', C++ at every one.
+        await thriftRaw(call('Greeter:whoami:hello', [], 3)),
+      ];
+      expect(answers).toEqual([7, 7, 7]);
+      return `3 bypass attempts answered TApplicationException PROTOCOL_ERROR (7)`;
+    });
+  });
+});
+
 describe('no request can stall the event loop', () => {
   it('a route regex that backtracks catastrophically elsewhere runs in linear time (RE2)', async () => {
     await underAttack('dubbo (a+)+$ route regex', async () => {
