@@ -49,7 +49,7 @@ export function refuseWrites(req: http.IncomingMessage, res: http.ServerResponse
 }
 
 /**
- * The admin HTTP API (CONTRACT §4). Read-only: nothing here changes the proxy's state. Binds loopback by default.
+ * The admin HTTP API (docs/configuration.md, "Admin API"). Read-only: nothing here changes the proxy's state. Binds loopback by default.
  * `GET /` from a browser is a live page (src/admin-page.ts) polling `GET /stats/summary`; other clients get the JSON
  * index of the endpoints. Every request passes src/admin-guard.ts first (Host check, read-only), and every JSON body
  * has its secrets redacted.

@@ -15,7 +15,7 @@ import { isWorker, runPrimary, serveWorker } from './workers.js';
 import { ConfigRejectedError, Proxy } from './proxy.js';
 import { defaultNodeId, grpcAddress, parseXdsAddress, splitHostPort, type XdsAddress } from './xds/options.js';
 
-/** `waypost` — the command line (CONTRACT §1). Exit codes: 0 ok, 1 invalid input, 2 usage. */
+/** `waypost` — the command line (docs/configuration.md). Exit codes: 0 ok, 1 invalid input, 2 usage. */
 
 const USAGE = `Usage: waypost <command> [options]
 

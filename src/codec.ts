@@ -59,7 +59,7 @@ export interface Frame {
   readonly mutable?: boolean;
 }
 
-/** The generic causes of a local reply (CONTRACT §6); each codec maps them to its own native error. */
+/** The generic causes of a local reply (docs/configuration.md, "Local replies"); each codec maps them to its own native error. */
 export type LocalReplyKind =
   | 'no_route'
   | 'no_healthy_upstream'

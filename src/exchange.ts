@@ -145,7 +145,7 @@ export class Exchange implements UpstreamRequest, Expirable {
     this.localReply('timeout', `timeout after ${this.route!.perTryTimeoutMs} ms (per try) on route ${this.route!.name} (cluster ${this.clusterName})`);
   }
 
-  /** Answers in the protocol's own format (CONTRACT §6) and ends the exchange. */
+  /** Answers in the protocol's own format (docs/configuration.md, "Local replies") and ends the exchange. */
   localReply(kind: LocalReplyKind, message: string, code?: number): void {
     if (this.phase === 'done') return;
     this.localReplyKind = kind;

@@ -82,7 +82,7 @@ class DurationExporter {
 }
 
 /**
- * The contract's metrics (CONTRACT §5). One registry per proxy instance so that tests can run several proxies in
+ * The metrics of docs/configuration.md ("Metrics"). One registry per proxy instance so that tests can run several proxies in
  * one process. Hot-path users resolve label children once (per route × cluster, per listener) and keep them.
  */
 export class Metrics {

@@ -5,7 +5,7 @@ const COPY_LIMIT = 64 * 1024;
 
 /**
  * Batches writes into few syscalls and few stream writes: frames written in one batch are kept here and handed to
- * the socket together, copied into one buffer when small (ARCHITECTURE "Forward slices"). Each `socket.write` costs
+ * the socket together, copied into one buffer when small (docs/architecture.md). Each `socket.write` costs
  * a stream chunk, a write request and a callback slot; a pipelined batch of hundreds of small frames is cheaper
  * copied once than written piece by piece, while a large batch keeps the zero-copy cork/uncork path.
  *

@@ -1,6 +1,6 @@
 /**
  * Coarse deadlines for the hot path: one interval timer per wheel instead of one `setTimeout` per request
- * (ARCHITECTURE "timers are coarse"). Deadlines fire up to one tick late, never early (measured from the start of the
+ * (docs/architecture.md). Deadlines fire up to one tick late, never early (measured from the start of the
  * callback that set them: src/clock.ts). An item is scheduled at most
  * once at a time; re-scheduling moves it.
  *

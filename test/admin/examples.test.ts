@@ -22,8 +22,8 @@ import { spawnCli, until, type CliProcess } from '../xds/helpers.js';
 const run = promisify(execFile);
 const DIR = path.join(projectRoot(), 'examples', 'kubernetes');
 
-/** CONTRACT §5: the metrics every Waypost proxy exports (docs/configuration.md, "Metrics"). */
-const CONTRACT_METRICS = [
+/** The metrics every Waypost proxy exports (docs/configuration.md, "Metrics"). */
+const DOCUMENTED_METRICS = [
   'waypost_requests_total',
   'waypost_request_duration_seconds',
   'waypost_decode_errors_total',
@@ -302,7 +302,7 @@ describe('the manifests’ command lines, run: control --kubernetes, a waypoint 
       }
     }
     const configuration = readFileSync(path.join(projectRoot(), 'docs', 'configuration.md'), 'utf8');
-    for (const m of CONTRACT_METRICS) {
+    for (const m of DOCUMENTED_METRICS) {
       expect(configuration, `${m} in docs/configuration.md`).toContain(`\`${m}\``);
       expect(used.has(m), `a panel for ${m}`).toBe(true);
     }

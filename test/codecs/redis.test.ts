@@ -429,7 +429,7 @@ describe('encode and local replies', () => {
     expect(copy).toEqual(frame.raw);
   });
 
-  it('answers local replies as RESP errors per CONTRACT', () => {
+  it('answers local replies as RESP errors (docs/configuration.md, Local replies)', () => {
     const frame = decodeAll(downstream(), [encode(['GET', 'user:1'])])[0]!;
     const info = decodeAll(downstream(), [encode(['INFO'])])[0]!;
     const s = downstream();

@@ -566,7 +566,7 @@ describe('local replies', () => {
   });
 });
 
-describe('local replies for policies (CONTRACT: timeout, fault abort, rate limit)', () => {
+describe('local replies for policies (timeout, fault abort, rate limit)', () => {
   it('answers INTERNAL_ERROR "timeout" naming the route when the upstream does not answer in time', async () => {
     // Something that accepts and never answers, on the dead endpoint's port, for this test only.
     const held = new Set<net.Socket>();
