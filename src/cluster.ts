@@ -78,6 +78,8 @@ export interface ClusterContext {
   readonly metrics: Metrics;
   readonly maxFrameSize: number;
   readonly connectionsPerEndpoint: number;
+  /** Bytes an upstream connection may queue before the downstreams feeding it pause. */
+  readonly bufferLimitBytes: number;
 }
 
 /** Envoy's retry budget defaults: retries may add 20% to the requests in flight, and at least 3 may run. */
@@ -230,6 +232,7 @@ export class Cluster {
         maxFrameSize: this.ctx.maxFrameSize,
         connectTimeoutMs: this.settings.connectTimeoutMs,
         connections: this.ctx.connectionsPerEndpoint,
+        bufferLimitBytes: this.ctx.bufferLimitBytes,
         cluster: this.name,
         tls: () => this.settings.tls,
         hooks: {

@@ -1,7 +1,7 @@
 import type net from 'node:net';
 import { toCodecError, type CodecSession, type Frame } from './codec.js';
 import { containSafely, recordContained, type Continuation } from './contain.js';
-import { Exchange, wheel } from './exchange.js';
+import { Exchange } from './exchange.js';
 import type { ListenerRuntime } from './listener.js';
 import { log } from './log.js';
 import type { ConnectionHandler } from './network-filter.js';
@@ -173,12 +173,12 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
     const now = performance.now();
     if (this.paused) {
       this.frameStartedAt = now;
-      wheel.schedule(this, timeout);
+      this.listener.wheel.schedule(this, timeout);
       return;
     }
     const left = this.frameStartedAt + timeout - now;
     if (left > 0) {
-      wheel.schedule(this, left);
+      this.listener.wheel.schedule(this, left);
       return;
     }
     this.listener.counters.frameTimeout.inc();
@@ -216,7 +216,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       if (this.session.buffered > 0) {
         // A new incomplete frame (none yet, or the previous one completed in this chunk) starts the clock.
         if (this.frameStartedAt < 0 || this.framesDecoded !== before) this.frameStartedAt = performance.now();
-        if (this.wheelTick < 0) wheel.schedule(this, timeout);
+        if (this.wheelTick < 0) this.listener.wheel.schedule(this, timeout);
       } else {
         this.frameStartedAt = -1;
       }
@@ -272,7 +272,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.wheelTick >= 0) wheel.cancel(this);
+    if (this.wheelTick >= 0) this.listener.wheel.cancel(this);
     for (const ex of this.inflight) {
       try {
         ex.abandon();

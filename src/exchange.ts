@@ -6,12 +6,9 @@ import { recordContained, type Continuation } from './contain.js';
 import type { DownstreamConnection } from './downstream.js';
 import type { ListenerRuntime } from './listener.js';
 import type { Route } from './router.js';
-import { TimerWheel, type Expirable } from './timer-wheel.js';
+import type { Expirable } from './timer-wheel.js';
 import { childTraceparent, newSpanId, parseTraceparent, rootTraceparent } from './trace-context.js';
 import type { UpstreamConnection, UpstreamRequest } from './upstream.js';
-
-/** One wheel for every request deadline, fault delay and mirror expiry in the process. */
-export const wheel = new TimerWheel(5);
 
 /** Why an upstream attempt failed, in the words of `retries.retryOn`. */
 export type RetryCondition = 'connect-failure' | 'reset' | 'unavailable' | 'timeout' | 'error';
@@ -89,7 +86,7 @@ export class Exchange implements UpstreamRequest, Expirable {
   /** Holds the request for a fault delay, then sends it. */
   delayThenSend(ms: number): void {
     this.phase = 'delayed';
-    wheel.schedule(this, ms);
+    this.listener.wheel.schedule(this, ms);
   }
 
   /** Starts the upstream part: the route's timeout runs from here. */
@@ -192,7 +189,7 @@ export class Exchange implements UpstreamRequest, Expirable {
       this.endAttempt();
     }
     this.phase = 'done';
-    wheel.cancel(this);
+    this.listener.wheel.cancel(this);
     if (this.listener.accessLog) this.logAccess('downstream_closed', performance.now() - this.start);
   }
 
@@ -290,8 +287,8 @@ export class Exchange implements UpstreamRequest, Expirable {
 
   private armTimer(): void {
     const at = Math.min(this.deadline, this.tryDeadline);
-    if (at === Number.POSITIVE_INFINITY) wheel.cancel(this);
-    else wheel.schedule(this, at - clockNow());
+    if (at === Number.POSITIVE_INFINITY) this.listener.wheel.cancel(this);
+    else this.listener.wheel.schedule(this, at - clockNow());
   }
 
   private hashKey(route: Route): string | undefined {
@@ -308,7 +305,7 @@ export class Exchange implements UpstreamRequest, Expirable {
 
   private finish(outcome: 'success' | 'error' | 'business_exception' | 'local_reply'): void {
     this.phase = 'done';
-    if (this.wheelTick >= 0) wheel.cancel(this);
+    if (this.wheelTick >= 0) this.listener.wheel.cancel(this);
     this.downstream.completed(this);
     const ms = clockNow() - this.start;
     this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none').record(outcome, ms / 1000);
@@ -381,21 +378,21 @@ export class MirrorRequest implements UpstreamRequest, Expirable {
       this.contain(thrown, 'mirror');
       return;
     }
-    if (this.upstream && this.expectsResponse) wheel.schedule(this, MIRROR_EXPIRY_MS);
+    if (this.upstream && this.expectsResponse) this.listener.wheel.schedule(this, MIRROR_EXPIRY_MS);
   }
 
   contain(thrown: unknown, where: Continuation): void {
     this.listener.containedError(where, recordContained(thrown, where, this.listener.name));
-    wheel.cancel(this);
+    this.listener.wheel.cancel(this);
     this.upstream?.forget(this);
   }
 
   onResponse(): void {
-    wheel.cancel(this);
+    this.listener.wheel.cancel(this);
   }
 
   onFailure(): void {
-    wheel.cancel(this);
+    this.listener.wheel.cancel(this);
   }
 
   onDeadline(): void {

@@ -10,6 +10,7 @@ import type { Metrics, RequestStats } from './metrics.js';
 import type { ConnectionHandler, NetworkFilterConfig } from './network-filter.js';
 import { OverloadManager } from './overload.js';
 import type { RouteTable } from './router.js';
+import { TimerWheel, WHEEL_TICK_MS } from './timer-wheel.js';
 import { tlsAcceptor, type ListenerTls } from './tls.js';
 
 
@@ -31,6 +32,8 @@ export interface ListenerOptions {
   readonly tracing: TracingMode;
   /** The process's memory budget (src/overload.ts), shared by every listener; default: none. */
   readonly overload?: OverloadManager;
+  /** The proxy's deadlines (request timeouts, fault delays, frame timeouts), shared by its listeners; default: its own. */
+  readonly wheel?: TimerWheel;
 }
 
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { limits: DEFAULT_LIMITS, accessLog: undefined, tracing: 'propagate' };
@@ -55,6 +58,8 @@ export class ListenerRuntime {
   readonly decodeErrors: { inc(): void };
   private readonly connGauge: { inc(): void; dec(): void };
   readonly limits: DownstreamLimits;
+  /** Every deadline of this listener's connections and requests. */
+  readonly wheel: TimerWheel;
   readonly accessLog: AccessLog | undefined;
   readonly tracing: TracingMode;
   /** The memory budget: connections charge their incomplete frames to it; it may refuse new connections. */
@@ -88,6 +93,7 @@ export class ListenerRuntime {
     this.accessLog = options.accessLog;
     this.tracing = options.tracing;
     this.overload = options.overload ?? new OverloadManager({ budgetBytes: Number.POSITIVE_INFINITY });
+    this.wheel = options.wheel ?? new TimerWheel(WHEEL_TICK_MS);
     const name = settings.name;
     this.counters = {
       overflow: metrics.downstreamRejected.labels(name, 'overflow'),

@@ -4,8 +4,8 @@ import type { AccessLog } from './access-log.js';
 import { DEFAULT_LIMITS, defaultMemoryBudget, type DownstreamLimits, type TracingMode } from './limits.js';
 import { ListenerRuntime, type ListenerOptions, type ListenerSettings } from './listener.js';
 import { log } from './log.js';
-import { setUpstreamBufferLimit } from './upstream.js';
 import { Metrics, type RequestCounts } from './metrics.js';
+import { TimerWheel, WHEEL_TICK_MS } from './timer-wheel.js';
 import { RouteTable } from './router.js';
 import { networkFilters } from './network-filters.js';
 import { OverloadManager } from './overload.js';
@@ -60,6 +60,8 @@ export class Proxy {
   private readonly connectionsPerEndpoint: number;
 
   private readonly listenerOptions: ListenerOptions;
+  /** Bytes an upstream connection may queue before the downstreams feeding it pause (--per-connection-buffer-limit). */
+  private readonly upstreamBufferLimit: number;
   /** The memory budget every listener's connections charge (src/overload.ts). */
   readonly overload: OverloadManager;
 
@@ -68,8 +70,8 @@ export class Proxy {
     const limits: DownstreamLimits = { ...DEFAULT_LIMITS, ...options.limits };
     this.overload = new OverloadManager({ budgetBytes: options.memoryBudget ?? defaultMemoryBudget(), sample: () => this.totalBufferedBytes() });
     this.overload.start(this.metrics.registry);
-    this.listenerOptions = { limits, accessLog: options.accessLog, tracing: options.tracing ?? 'propagate', overload: this.overload };
-    if (options.limits?.bufferLimitBytes !== undefined) setUpstreamBufferLimit(limits.bufferLimitBytes);
+    this.listenerOptions = { limits, accessLog: options.accessLog, tracing: options.tracing ?? 'propagate', overload: this.overload, wheel: new TimerWheel(WHEEL_TICK_MS) };
+    this.upstreamBufferLimit = limits.bufferLimitBytes;
     if (options.accessLog) options.accessLog.onDropped = () => this.metrics.accessLogDropped.inc();
     this.metrics.bufferedBytesSource = () => this.bufferedBytes();
     this.connectionsPerEndpoint = options.connectionsPerEndpoint ?? 1;
@@ -110,6 +112,7 @@ export class Proxy {
           metrics: this.metrics,
           maxFrameSize: this.maxFrameSize,
           connectionsPerEndpoint: this.connectionsPerEndpoint,
+          bufferLimitBytes: this.upstreamBufferLimit,
         });
         this.clusters.set(res.name, cluster);
       }

@@ -22,6 +22,9 @@ export interface Expirable extends Containable {
   wheelIndex?: number;
 }
 
+/** The proxy's tick: deadlines fire up to this late. */
+export const WHEEL_TICK_MS = 5;
+
 /** Ticks the ring covers: with 5 ms ticks, 20 s. */
 const RING_SLOTS = 4096;
 const MASK = RING_SLOTS - 1;

@@ -1,7 +1,6 @@
 import net from 'node:net';
 import { toCodecError, type CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
 import { containSafely, type Containable } from './contain.js';
-import { DEFAULT_BUFFER_LIMIT } from './limits.js';
 import { log } from './log.js';
 import { Outbox } from './outbox.js';
 import { connectTls, type UpstreamTls } from './tls.js';
@@ -53,6 +52,11 @@ export interface PoolOptions {
   /** For messages: which cluster this pool serves. */
   readonly cluster: string;
   readonly hooks: PoolHooks;
+  /**
+   * Bytes a connection may have queued for writing before the downstreams feeding it are paused
+   * (`--per-connection-buffer-limit`; at least the socket's 16 KiB high-water mark in effect).
+   */
+  readonly bufferLimitBytes: number;
   /** The cluster's TLS settings, read when a connection opens (src/tls.ts); none: plaintext. */
   readonly tls?: () => UpstreamTls | undefined;
 }
@@ -60,16 +64,6 @@ export interface PoolOptions {
 /** Something paused until an upstream connection's write buffer drains (a downstream connection feeding it). */
 export interface DrainWaiter {
   upstreamDrained(conn: UpstreamConnection): void;
-}
-
-let upstreamBufferLimit = DEFAULT_BUFFER_LIMIT;
-
-/**
- * Bytes an upstream connection may have queued for writing before the downstreams feeding it are paused
- * (`--per-connection-buffer-limit`; at least the socket's 16 KiB high-water mark in effect).
- */
-export function setUpstreamBufferLimit(bytes: number): void {
-  upstreamBufferLimit = bytes;
 }
 
 /** Stands in for a withdrawn FIFO request: its answer is read and dropped. */
@@ -163,7 +157,7 @@ export class UpstreamConnection {
    */
   get congested(): boolean {
     // Bytes batched for this iteration count too; a waiter is released after the flush if the socket took them all.
-    return this.socket.writableLength + this.outbox.buffered > upstreamBufferLimit;
+    return this.socket.writableLength + this.outbox.buffered > this.opts.bufferLimitBytes;
   }
 
   /** Bytes held for this connection: requests not yet written, answers read but not decoded yet. */

@@ -9,7 +9,6 @@ import { timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
 import { toCodecError, EMPTY_METADATA, type CodecSession, type Frame, type LocalReplyKind, type MessageType } from '../codec.js';
 import type { Cluster, Endpoint } from '../cluster.js';
-import { wheel } from '../exchange.js';
 import type { ListenerRuntime } from '../listener.js';
 import type { RequestStats } from '../metrics.js';
 import { now as clockNow } from '../clock.js';
@@ -973,7 +972,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
   watch(deadline: number): void {
     if (deadline >= this.sweepAt && this.wheelTick >= 0) return;
     this.sweepAt = deadline;
-    wheel.schedule(this, deadline - performance.now());
+    this.listener.wheel.schedule(this, deadline - performance.now());
   }
 
   /** The wheel entry fired: the frame deadline, then the commands past their op timeout; then waits for the next. */
@@ -1013,7 +1012,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
     if (this.closed) return;
     this.closed = true;
     this.account?.close();
-    if (this.wheelTick >= 0) wheel.cancel(this);
+    if (this.wheelTick >= 0) this.listener.wheel.cancel(this);
     this.held = undefined;
     for (let i = this.head; i < this.queue.length; i++) this.queue[i]?.abandon();
     this.queue = [];
@@ -1200,12 +1199,12 @@ class Command implements Sendable, Expirable {
    */
   complete(reply: Buffer, outcome: Outcome | 'none'): void {
     if (this.phase === Phase.Done || this.phase === Phase.Delayed) return;
-    if (this.wheelTick >= 0) wheel.cancel(this);
+    if (this.wheelTick >= 0) this.conn.listener.wheel.cancel(this);
     this.reply = reply;
     if (outcome !== 'none' && this.fan === undefined) this.record(outcome);
     if (this.delayMs > 0) {
       this.phase = Phase.Delayed;
-      wheel.schedule(this, this.delayMs);
+      this.conn.listener.wheel.schedule(this, this.delayMs);
       return;
     }
     this.finish();
@@ -1226,7 +1225,7 @@ class Command implements Sendable, Expirable {
    */
   abandon(): void {
     if (this.phase === Phase.Done) return;
-    if (this.wheelTick >= 0) wheel.cancel(this);
+    if (this.wheelTick >= 0) this.conn.listener.wheel.cancel(this);
     if (this.phase === Phase.Upstream) {
       this.release();
       this.fan?.abandon();
