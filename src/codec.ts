@@ -140,8 +140,17 @@ export class CodecError extends Error {
  */
 export function toCodecError(err: unknown): { error: CodecError; unexpected: boolean } {
   if (err instanceof CodecError) return { error: err, unexpected: false };
-  const message = err instanceof Error ? err.message : String(err);
-  return { error: new CodecError('codec_failure', `unexpected error while handling a frame: ${message}`), unexpected: true };
+  return { error: new CodecError('codec_failure', `unexpected error while handling a frame: ${messageOf(err)}`), unexpected: true };
+}
+
+/** What was thrown, as text: a codec may throw anything (a string, null), not only an Error. */
+export function messageOf(thrown: unknown): string {
+  return thrown instanceof Error ? thrown.message : String(thrown);
+}
+
+/** Its stack when it is an Error, else what it was. */
+export function stackOf(thrown: unknown): string {
+  return thrown instanceof Error ? (thrown.stack ?? thrown.message) : `thrown: ${String(thrown)}`;
 }
 
 /** Per-connection codec state. */

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { toCodecError, type CodecSession, type Frame } from './codec.js';
+import { stackOf, toCodecError, type CodecSession, type Frame } from './codec.js';
 import { containSafely, recordContained, type Continuation } from './contain.js';
 import { Exchange } from './exchange.js';
 import type { ListenerRuntime } from './listener.js';
@@ -198,7 +198,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       this.session.decode(chunk, this.onFrameBound);
     } catch (thrown) {
       const { error: err, unexpected } = toCodecError(thrown);
-      if (unexpected) log.error('unexpected error on a downstream connection', { listener: this.listener.name, stack: (thrown as Error).stack });
+      if (unexpected) log.error('unexpected error on a downstream connection', { listener: this.listener.name, stack: stackOf(thrown) });
       this.listener.decodeErrors.inc();
       if (err.reason === 'frame_too_large') this.listener.counters.frameTooLarge.inc();
       log.warnLimited(`malformed:${this.listener.name}:${err.reason}`, 'malformed downstream frame, closing the connection', {

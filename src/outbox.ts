@@ -31,7 +31,12 @@ export class Outbox {
     return this.bytes;
   }
 
+  /**
+   * Queues `bytes`. What a codec hands over is checked here, where a throw is still its caller's (and contained
+   * with its request): a value that is not bytes would otherwise fail later, in the flush, with no request to blame.
+   */
   write(bytes: Buffer): void {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`a codec produced ${bytes === null ? 'null' : typeof bytes} instead of bytes`);
     this.parts.push(bytes);
     this.bytes += bytes.length;
     if (!this.scheduled) {
@@ -64,6 +69,7 @@ export class Outbox {
 
   /** Writes at once, after what is batched (a heartbeat answer some clients need in a segment of its own). */
   writeAlone(bytes: Buffer): void {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`a codec produced ${bytes === null ? 'null' : typeof bytes} instead of bytes`);
     this.flush();
     this.socket.write(bytes);
   }

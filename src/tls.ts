@@ -471,7 +471,7 @@ export function tlsAcceptor(
         if (presented && !sansMatch(cert, t!.sanMatchers)) return refuse('san_mismatch', 'the client certificate matches no match_subject_alt_names');
         secure.removeAllListeners('error');
       } catch (err) {
-        return refuse('bad_client_certificate', (err as Error).message);
+        return refuse('bad_client_certificate', String(err instanceof Error ? err.message : err));
       }
       handOver(secure);
     }
@@ -492,7 +492,7 @@ export function tlsAcceptor(
       try {
         startTls();
       } catch (err) {
-        refuse('handshake_failed', (err as Error).message);
+        refuse('handshake_failed', String(err instanceof Error ? err.message : err));
       }
     }
   };

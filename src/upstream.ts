@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { toCodecError, type CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
+import { stackOf, toCodecError, type CodecError, type CodecFactory, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
 import { containSafely, type Containable } from './contain.js';
 import { log } from './log.js';
 import { Outbox } from './outbox.js';
@@ -128,7 +128,7 @@ export class UpstreamConnection {
         this.session.decode(chunk, this.onFrameBound);
       } catch (thrown) {
         const { error: err, unexpected } = toCodecError(thrown);
-        if (unexpected) log.error('unexpected error on an upstream connection', { cluster: opts.cluster, stack: (thrown as Error).stack });
+        if (unexpected) log.error('unexpected error on an upstream connection', { cluster: opts.cluster, stack: stackOf(thrown) });
         opts.hooks.onDecodeError(err);
         log.warnLimited(`malformed_upstream:${opts.cluster}:${err.reason}`, 'malformed upstream frame, closing upstream connection', {
           cluster: opts.cluster,
@@ -186,23 +186,22 @@ export class UpstreamConnection {
   }
 
   /**
-   * Encodes and queues `req`. It is registered as waiting for an answer only once encoded: a frame that cannot be
-   * encoded throws to the caller and leaves nothing behind here.
+   * Encodes and queues `req`. It is registered as waiting for an answer only once its bytes are queued: a frame that
+   * cannot be encoded throws to the caller and leaves nothing behind here. (Queued bytes leave in a later flush, so
+   * no answer can come before the registration.)
    */
   send(req: UpstreamRequest): void {
     const copy = req.copyOnEncode;
     if (this.opts.codec.multiplexing === 'id' && req.expectsResponse) {
       const id = this.allocateId();
-      const bytes = req.session.encode(req.frame, { requestId: id, mutation: req.mutation, copy });
+      this.outbox.write(req.session.encode(req.frame, { requestId: id, mutation: req.mutation, copy }));
       this.byId.set(id, req);
       req.upstreamId = id;
-      this.outbox.write(bytes);
       return;
     }
     // A oneway call gets no answer and keeps its id; FIFO protocols match answers by order.
-    const bytes = req.mutation || copy ? req.session.encode(req.frame, { mutation: req.mutation, copy }) : req.session.encode(req.frame);
+    this.outbox.write(req.mutation || copy ? req.session.encode(req.frame, { mutation: req.mutation, copy }) : req.session.encode(req.frame));
     if (req.expectsResponse) this.fifo.push(req);
-    this.outbox.write(bytes);
   }
 
   /** Withdraws a request whose downstream went away or timed out: its answer, if any, is dropped. */

@@ -7,7 +7,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
-import { toCodecError, EMPTY_METADATA, type CodecSession, type Frame, type LocalReplyKind, type MessageType } from '../codec.js';
+import { stackOf, toCodecError, EMPTY_METADATA, type CodecSession, type Frame, type LocalReplyKind, type MessageType } from '../codec.js';
 import type { Cluster, Endpoint } from '../cluster.js';
 import type { ListenerRuntime } from '../listener.js';
 import type { RequestStats } from '../metrics.js';
@@ -337,7 +337,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.session.decode(chunk, this.onFrameBound);
     } catch (thrown) {
       const { error: err, unexpected } = toCodecError(thrown);
-      if (unexpected) log.error('unexpected error on a redis connection', { listener: this.listener.name, stack: (thrown as Error).stack });
+      if (unexpected) log.error('unexpected error on a redis connection', { listener: this.listener.name, stack: stackOf(thrown) });
       this.listener.decodeErrors.inc();
       log.warnLimited(`malformed:${this.listener.name}:${err.reason}`, 'malformed redis command, closing the connection', {
         listener: this.listener.name,

@@ -39,6 +39,8 @@ const HEAD_KEYS = new Set(['poison', 'case', 'interface', 'service', 'method', '
 /** Upstream ids of requests whose answer must fail to encode (set when such a request is encoded upstream). */
 const poisonedAnswers = new Set<number>();
 const encodes = new WeakMap<Frame, number>();
+/** Bytes that make the poisoned session's decode throw `null`. */
+const THROW_NULL = Buffer.from('throw-null');
 
 function poisonOf(frame: Frame): string | undefined {
   try {
@@ -53,6 +55,8 @@ function poisonedMetadata(inner: Metadata, poison: string | undefined): Metadata
   return {
     get(key: string) {
       if (HEAD_KEYS.has(key)) return inner.get(key);
+      // A codec may throw anything, not only an Error.
+      if (poison.includes('null')) throw null;
       throw new CodecError('bad_body', `poisoned attachment ${key}`);
     },
     entries: () => inner.entries(),
@@ -67,6 +71,7 @@ class PoisonedSession implements CodecSession {
   }
 
   decode(chunk: Buffer, sink: (frame: Frame) => void): void {
+    if (chunk.includes(THROW_NULL)) throw null;
     this.inner.decode(chunk, (frame) => {
       const poison = frame.type === 'request' ? poisonOf(frame) : undefined;
       if (poison === undefined) return sink(frame);
@@ -84,6 +89,7 @@ class PoisonedSession implements CodecSession {
       const n = (encodes.get(frame) ?? 0) + 1;
       encodes.set(frame, n);
       if (poison === `encode@${n}`) throw new CodecError('bad_body', `poisoned encode #${n}`);
+      if (poison === `nobytes@${n}`) return undefined as unknown as Buffer;
       if (poison === 'answer' && edit?.requestId !== undefined) poisonedAnswers.add(Number(edit.requestId));
     }
     return this.inner.encode(frame, edit);
@@ -255,6 +261,7 @@ async function othersServed(conn: RawDubboConnection): Promise<void> {
 
 const BAD_REQUEST = 40;
 const BAD_RESPONSE = 50;
+const SERVER_ERROR = 80;
 
 describe('every continuation hands a throw to its own request', () => {
   const cases: Array<{ continuation: string; where: string; route?: string; poison: string; status: number }> = [
@@ -265,6 +272,9 @@ describe('every continuation hands a throw to its own request', () => {
     { continuation: 'a retry after a per-try timeout (timer)', where: 'timer', route: 'silent', poison: 'encode@2', status: BAD_REQUEST },
     { continuation: 'the rate limit service answering', where: 'filter_callback', route: 'limited', poison: 'encode@1', status: BAD_REQUEST },
     { continuation: 'an upstream answer being re-encoded', where: 'response', poison: 'answer', status: BAD_RESPONSE },
+    { continuation: 'a codec that throws null, not an Error (route match)', where: 'request', poison: 'metadata,null', status: SERVER_ERROR },
+    { continuation: 'a codec whose encode returns no bytes (retry after reset)', where: 'upstream_failure', route: 'reset', poison: 'nobytes@2', status: SERVER_ERROR },
+    { continuation: 'a codec whose encode returns no bytes (first attempt)', where: 'request', poison: 'nobytes@1', status: SERVER_ERROR },
   ];
   for (const c of cases) {
     it(`${c.continuation}: native error ${c.status}, counted as ${c.where}, others served`, async () => {
@@ -341,5 +351,21 @@ describe('every continuation hands a throw to its own request', () => {
     } finally {
       conn.destroy();
     }
+  });
+
+  it('a codec whose decode throws null closes only that connection, counted', async () => {
+    const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
+    const before = Number(/waypost_decode_errors_total\{[^}]*direction="downstream"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1] ?? 0);
+    const answer = call(conn, undefined, { note: 'throw-null' }).catch((err: Error) => err);
+    await conn.closed();
+    expect(await answer).toBeInstanceOf(Error);
+    expect(Number(/waypost_decode_errors_total\{[^}]*direction="downstream"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1])).toBe(before + 1);
+    const fresh = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
+    try {
+      await othersServed(fresh);
+    } finally {
+      fresh.destroy();
+    }
+    expect(escaped).toEqual([]);
   });
 });
