@@ -55,7 +55,6 @@ export class Proxy {
   private routeTables = new Map<string, RouteTable>();
   private snapshot: ResourceSnapshot | undefined;
   private appliedAt: string | undefined;
-  private bindFailures: string[] = [];
   readonly maxFrameSize: number;
   private readonly connectionsPerEndpoint: number;
 
@@ -81,9 +80,9 @@ export class Proxy {
     return this.snapshot?.version;
   }
 
-  /** Ready once a config is applied and every listener is bound. */
+  /** Ready once a config is applied (and with it, every listener bound: a config whose listeners cannot all bind is rejected). */
   get ready(): boolean {
-    return this.snapshot !== undefined && this.bindFailures.length === 0;
+    return this.snapshot !== undefined;
   }
 
   async apply(snapshot: ResourceSnapshot): Promise<void> {
@@ -98,6 +97,27 @@ export class Proxy {
     } catch (err) {
       this.metrics.configApplies.labels('rejected').inc();
       throw new ConfigRejectedError([(err as Error).message]);
+    }
+
+    // New listeners bind before anything changes: if one cannot, the others just bound are closed again and the
+    // config is rejected whole, so the last good one keeps serving with nothing of the rejected one left behind.
+    const fresh = new Map<string, ListenerRuntime>();
+    const bindFailures: string[] = [];
+    for (const p of prepared) {
+      if (this.listeners.has(p.key) || fresh.has(p.key)) continue;
+      const runtime = new ListenerRuntime(p.settings, this.clusters, this.metrics, this.maxFrameSize, this.listenerOptions);
+      try {
+        await runtime.listen();
+        fresh.set(p.key, runtime);
+      } catch (err) {
+        bindFailures.push(`listener ${p.settings.name}: cannot bind ${p.key}: ${(err as Error).message}`);
+      }
+    }
+    if (bindFailures.length) {
+      await Promise.all([...fresh.values()].map((r) => r.close()));
+      this.metrics.configApplies.labels('rejected').inc();
+      for (const f of bindFailures) log.error(f);
+      throw new ConfigRejectedError(bindFailures);
     }
 
     // Clusters first, so routes never point at a cluster that is not there yet.
@@ -121,21 +141,14 @@ export class Proxy {
     }
 
     this.routeTables = tables;
-    const bindFailures: string[] = [];
     const wantedListeners = new Set<string>();
     for (const p of prepared) {
       wantedListeners.add(p.key);
       let runtime = this.listeners.get(p.key);
       if (runtime) runtime.update(p.settings);
       else {
-        runtime = new ListenerRuntime(p.settings, this.clusters, this.metrics, this.maxFrameSize, this.listenerOptions);
-        try {
-          await runtime.listen();
-          this.listeners.set(p.key, runtime);
-        } catch (err) {
-          bindFailures.push(`listener ${p.settings.name}: cannot bind ${p.key}: ${(err as Error).message}`);
-          continue;
-        }
+        runtime = fresh.get(p.key)!;
+        this.listeners.set(p.key, runtime);
       }
       runtime.routeTable = p.settings.inlineRoutes ?? (p.settings.routeConfigName ? tables.get(p.settings.routeConfigName) : undefined);
       if (!runtime.routeTable && p.settings.routeConfigName !== undefined) log.warn('listener has no route configuration yet', { listener: p.settings.name, route_config: p.settings.routeConfigName });
@@ -156,12 +169,6 @@ export class Proxy {
     }
     this.snapshot = snapshot;
     this.appliedAt = new Date().toISOString();
-    this.bindFailures = bindFailures;
-    if (bindFailures.length) {
-      this.metrics.configApplies.labels('rejected').inc();
-      for (const f of bindFailures) log.error(f);
-      throw new ConfigRejectedError(bindFailures);
-    }
     this.metrics.configApplies.labels('ok').inc();
     log.info('config applied', {
       version: snapshot.version,
