@@ -270,7 +270,7 @@ export function firstFieldId(buf: Buffer, at: number, end: number, compact: bool
 // Struct skippers (unframed transports)
 
 /** Bytes per element of fixed-width binary types, 0 for variable width, -1 for no such type. */
-function binaryWidth(type: number): number {
+export function binaryWidth(type: number): number {
   switch (type) {
     case TType.BOOL:
     case TType.BYTE:
@@ -359,7 +359,7 @@ function skipBinaryValue(s: Scanner, type: number, depth: number): void {
 }
 
 /** Bytes per element of fixed-width compact element types, 0 for variable width, -1 for no such type. */
-function compactWidth(type: number): number {
+export function compactWidth(type: number): number {
   switch (type) {
     case CType.BOOL_TRUE: // in containers a bool is a whole byte
     case CType.BOOL_FALSE:
