@@ -25,6 +25,8 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
   private readonly session: CodecSession;
   private readonly outbox: Outbox;
   private readonly inflight = new Set<Exchange>();
+  /** Bytes of the frames of requests in `inflight` not yet handed to an upstream (held by a delay or a filter). */
+  private heldBytes = 0;
   private closed = false;
   private draining = false;
   /** end() was called: nothing more is written or read. */
@@ -70,9 +72,14 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
   }
 
   /** Bytes held for this connection: answers not yet written, bytes read but not decoded, an incomplete frame. */
+  /**
+   * Bytes held for this connection: answers not yet written, bytes read but not decoded, an incomplete frame, and
+   * the frames of its requests not yet sent upstream (a fault delay or a rate-limit check holds them): the memory
+   * budget samples this.
+   */
   get bufferedBytes(): number {
     if (this.closed) return 0;
-    return this.socket.writableLength + this.outbox.buffered + this.socket.readableLength + this.session.buffered;
+    return this.socket.writableLength + this.outbox.buffered + this.socket.readableLength + this.session.buffered + this.heldBytes;
   }
 
   write(bytes: Buffer): void {
@@ -83,8 +90,20 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
 
   /** Called by an exchange when it ends. */
   completed(ex: Exchange): void {
-    this.inflight.delete(ex);
+    if (this.inflight.delete(ex)) this.released(ex);
     if (this.draining && this.inflight.size === 0) this.endGracefully();
+  }
+
+  /**
+   * Called by an exchange once its frame is handed to an upstream connection (whose buffers count it from then on),
+   * or when it ends: the frame is no longer held here for it.
+   */
+  released(ex: Exchange): void {
+    if (!ex.holdsFrame) return;
+    ex.holdsFrame = false;
+    this.heldBytes -= ex.frame.raw.length;
+    // The budget may let this connection (or a waiting one) read again.
+    this.account?.update(this.session.buffered + this.socket.readableLength + this.heldBytes);
   }
 
   /**
@@ -221,7 +240,8 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
         this.frameStartedAt = -1;
       }
     }
-    // What this connection holds of an incomplete frame goes against the memory budget, which may pause or shed it.
+    // What this connection holds — an incomplete frame, the frames of its requests in flight — goes against the memory
+    // budget, which may pause or shed it.
     const account = (this.account ??= this.listener.overload.account(this.listener.name, this.listener.limits.bufferLimitBytes, {
       pause: () => this.socket.pause(),
       resume: () => {
@@ -230,7 +250,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       shed: () => this.socket.destroy(),
       bytes: () => this.bufferedBytes,
     }));
-    account.update(this.session.buffered + this.socket.readableLength);
+    account.update(this.session.buffered + this.socket.readableLength + this.heldBytes);
   }
 
   private onFrame(frame: Frame): void {
@@ -239,15 +259,17 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       case 'request':
       case 'oneway': {
         const ex = new Exchange(frame, this.session, this, this.listener);
-        if (ex.expectsResponse) {
-          const max = this.listener.limits.maxPendingPerConnection;
-          if (this.inflight.size >= max) {
-            this.listener.counters.pendingLimit.inc();
-            ex.localReply('over_limit', `connection has ${max} requests in flight, the listener's limit (--max-pending-per-connection) on ${this.listener.name}`);
-            return;
-          }
-          this.inflight.add(ex);
+        // Oneway calls count too: held by a fault delay or a rate-limit check, they hold their frames as long.
+        const max = this.listener.limits.maxPendingPerConnection;
+        if (this.inflight.size >= max) {
+          this.listener.counters.pendingLimit.inc();
+          // A oneway call has no answer to carry the refusal: it is dropped, counted.
+          ex.localReply('over_limit', `connection has ${max} requests in flight, the listener's limit (--max-pending-per-connection) on ${this.listener.name}`);
+          return;
         }
+        this.inflight.add(ex);
+        ex.holdsFrame = true;
+        this.heldBytes += frame.raw.length;
         try {
           ex.next();
         } catch (thrown) {
@@ -281,6 +303,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       }
     }
     this.inflight.clear();
+    this.heldBytes = 0;
     this.blockedOn = undefined;
     this.account?.close();
     this.listener.connectionClosed(this);

@@ -35,6 +35,8 @@ export class Exchange implements UpstreamRequest, Expirable {
   upstreamId = 0;
   wheelTick = -1;
   wheelIndex = -1;
+  /** Owned by the downstream connection: its frame is counted as held there until sent upstream. */
+  holdsFrame = false;
   private phase: Phase = 'filters';
   private filterIndex = 0;
   private routeMatched = false;
@@ -243,6 +245,7 @@ export class Exchange implements UpstreamRequest, Expirable {
     }
     this.upstream = conn;
     this.attempts++;
+    if (this.holdsFrame) this.downstream.released(this);
     // Backpressure: this upstream connection is not keeping up; stop reading this client until it drains.
     if (conn.congested) this.downstream.blockOn(conn);
     if (!this.expectsResponse) {

@@ -220,7 +220,7 @@ export class Metrics {
   bufferedBytesSource: (() => { downstream: Map<string, number>; upstream: Map<string, number> }) | undefined;
   readonly downstreamBuffered = new Gauge({
     name: 'waypost_downstream_buffered_bytes',
-    help: 'Bytes the proxy holds for downstream connections: answers not yet written, bytes read but not yet decoded, an incomplete frame',
+    help: 'Bytes the proxy holds for downstream connections: answers not yet written, bytes read but not yet decoded, an incomplete frame, the frames of requests in flight',
     labelNames: ['listener'] as const,
     registers: [this.registry],
     collect: () => this.collectBuffered(),

@@ -62,6 +62,9 @@ describe('accepting without file descriptors left', () => {
     const conns: Array<{ socket: net.Socket; closed: () => boolean }> = [];
     for (let i = 0; i < free + 30; i++) conns.push(await open(port));
     await until(() => conns.filter((c) => c.closed()).length >= 30, 10_000, () => 'connections over the limit closed');
+    // A refusal is counted when the proxy closes the socket, a moment before the client sees the close.
+    const refusedNow = (): Promise<number> => metricSum(proxy.adminAddress, /^waypost_overload_connections_refused_total\{.*reason="file_descriptors"/);
+    await until(async () => (await refusedNow()) === conns.filter((c) => c.closed()).length, 10_000, () => 'every refusal seen closed by its client');
     const closed = conns.filter((c) => c.closed()).length;
     const open_ = conns.length - closed;
     // Still holding every connection it kept, the proxy answers its admin API and counts each refusal.
