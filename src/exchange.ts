@@ -192,7 +192,9 @@ export class Exchange implements UpstreamRequest, Expirable {
     }
     this.phase = 'done';
     this.listener.wheel.cancel(this);
-    if (this.listener.accessLog) this.logAccess('downstream_closed', performance.now() - this.start);
+    const ms = clockNow() - this.start;
+    this.listener.stats(this.route?.name ?? 'none', this.clusterName ?? 'none').record('downstream_closed', ms / 1000);
+    if (this.listener.accessLog) this.logAccess('downstream_closed', ms);
   }
 
   /**

@@ -10,8 +10,9 @@ interface ExportedMetric {
   values: Array<{ labels: Record<string, string | number>; value: number; metricName?: string }>;
 }
 
-export type Outcome = 'success' | 'error' | 'business_exception' | 'local_reply';
-const OUTCOMES: readonly Outcome[] = ['success', 'error', 'business_exception', 'local_reply'];
+/** How a request ended; `downstream_closed`: its client went away before it was answered. */
+export type Outcome = 'success' | 'error' | 'business_exception' | 'local_reply' | 'downstream_closed';
+const OUTCOMES: readonly Outcome[] = ['success', 'error', 'business_exception', 'local_reply', 'downstream_closed'];
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
@@ -20,7 +21,7 @@ const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
  * Prometheus scrapes (through the two exporters below, which the prom-client registry formats like its own).
  */
 export class RequestStats {
-  readonly counts = [0, 0, 0, 0];
+  readonly counts = OUTCOMES.map(() => 0);
   readonly buckets = new Float64Array(DURATION_BUCKETS.length);
   sum = 0;
   count = 0;
@@ -42,7 +43,7 @@ export class RequestStats {
 /** Duck-typed prom-client metric: `waypost_requests_total` from the request stats. */
 class RequestsExporter {
   readonly name = 'waypost_requests_total';
-  readonly help = 'Requests handled, by outcome (success, error, business_exception, local_reply)';
+  readonly help = 'Requests handled, by outcome (success, error, business_exception, local_reply, downstream_closed)';
   readonly type = 'counter';
   readonly aggregator = 'sum';
   constructor(private readonly stats: readonly RequestStats[]) {}

@@ -229,7 +229,12 @@ export class UpstreamConnection {
 
   private onFrame(frame: Frame): void {
     if (frame.type === 'heartbeat') {
-      const reply = frame.expectsReply ? this.session.heartbeatReply(frame) : undefined;
+      // The proxy sends no heartbeats upstream: an event that expects no reply answers nothing it asked.
+      if (!frame.expectsReply) {
+        this.opts.hooks.onStrayFrame();
+        return;
+      }
+      const reply = this.session.heartbeatReply(frame);
       if (reply) this.outbox.write(reply);
       return;
     }

@@ -368,4 +368,20 @@ describe('every continuation hands a throw to its own request', () => {
     }
     expect(escaped).toEqual([]);
   });
+
+  it('a request whose client goes away before its answer is counted as downstream_closed', async () => {
+    const closedCount = async (): Promise<number> => {
+      let sum = 0;
+      for (const line of (await proxy.metrics.registry.metrics()).split('\n')) if (line.startsWith('waypost_requests_total{') && line.includes('route="silent"') && line.includes('outcome="downstream_closed"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+      return sum;
+    };
+    const before = await closedCount();
+    const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
+    void call(conn, 'silent').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    conn.destroy();
+    const t0 = Date.now();
+    while ((await closedCount()) === before && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 20));
+    expect(await closedCount()).toBe(before + 1);
+  });
 });
