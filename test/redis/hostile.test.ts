@@ -7,6 +7,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_SPLIT_ARGS } from '../../src/redis/connection.js';
 import {
   ensurePeers,
   freePorts,
@@ -177,6 +178,24 @@ describe('command policy', () => {
     await db7.select(7);
     expect(await db7.get('copy:dst')).toBeNull();
   });
+});
+
+describe('split commands', () => {
+  it(`refuses an MGET, MSET or DEL of more than ${MAX_SPLIT_ARGS} arguments (splitting runs on the event loop), counted; at the limit it is served`, async () => {
+    const raw = await fx.raw(ports[0]!);
+    const before = await fx.metric(/^waypost_redis_commands_refused_total\{.*reason="too_many_keys"/);
+    const keys = (n: number): string[] => Array.from({ length: n }, (_, i) => `split:${i}`);
+    const [mset, mget, del] = await raw.commands([
+      ['MSET', ...keys((MAX_SPLIT_ARGS + 2) / 2).flatMap((k) => [k, 'v'])],
+      ['MGET', ...keys(MAX_SPLIT_ARGS + 1)],
+      ['DEL', ...keys(MAX_SPLIT_ARGS + 1)],
+    ]);
+    for (const r of [mset, mget, del]) expect(r).toMatch(new RegExp(`^-ERR '\\w+' with \\d+ arguments: the proxy splits at most ${MAX_SPLIT_ARGS}`));
+    expect(await fx.metric(/^waypost_redis_commands_refused_total\{.*reason="too_many_keys"/)).toBe(before + 3);
+    const [ok, got] = await raw.commands([['MSET', ...keys(MAX_SPLIT_ARGS / 2).flatMap((k) => [k, 'v'])], ['MGET', ...keys(MAX_SPLIT_ARGS)]], 30_000);
+    expect(ok).toBe('+OK');
+    expect(got.startsWith(`*${MAX_SPLIT_ARGS}\r\n$1\r\nv`)).toBe(true);
+  }, 60_000);
 });
 
 describe('replies over the limits', () => {
