@@ -217,7 +217,7 @@ export class DownstreamConnection implements ConnectionHandler, Expirable, Drain
       this.session.decode(chunk, this.onFrameBound);
     } catch (thrown) {
       const { error: err, unexpected } = toCodecError(thrown);
-      if (unexpected) log.error('unexpected error on a downstream connection', { listener: this.listener.name, stack: stackOf(thrown) });
+      if (unexpected) log.errorLimited(`unexpected:${this.listener.name}`, 'unexpected error on a downstream connection', { listener: this.listener.name, stack: stackOf(thrown) });
       this.listener.decodeErrors.inc();
       if (err.reason === 'frame_too_large') this.listener.counters.frameTooLarge.inc();
       log.warnLimited(`malformed:${this.listener.name}:${err.reason}`, 'malformed downstream frame, closing the connection', {

@@ -128,7 +128,7 @@ export class UpstreamConnection {
         this.session.decode(chunk, this.onFrameBound);
       } catch (thrown) {
         const { error: err, unexpected } = toCodecError(thrown);
-        if (unexpected) log.error('unexpected error on an upstream connection', { cluster: opts.cluster, stack: stackOf(thrown) });
+        if (unexpected) log.errorLimited(`unexpected_upstream:${opts.cluster}`, 'unexpected error on an upstream connection', { cluster: opts.cluster, stack: stackOf(thrown) });
         opts.hooks.onDecodeError(err);
         log.warnLimited(`malformed_upstream:${opts.cluster}:${err.reason}`, 'malformed upstream frame, closing upstream connection', {
           cluster: opts.cluster,

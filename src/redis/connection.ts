@@ -337,7 +337,7 @@ export class RedisConnection implements ConnectionHandler, Expirable {
       this.session.decode(chunk, this.onFrameBound);
     } catch (thrown) {
       const { error: err, unexpected } = toCodecError(thrown);
-      if (unexpected) log.error('unexpected error on a redis connection', { listener: this.listener.name, stack: stackOf(thrown) });
+      if (unexpected) log.errorLimited(`unexpected:${this.listener.name}`, 'unexpected error on a redis connection', { listener: this.listener.name, stack: stackOf(thrown) });
       this.listener.decodeErrors.inc();
       log.warnLimited(`malformed:${this.listener.name}:${err.reason}`, 'malformed redis command, closing the connection', {
         listener: this.listener.name,
