@@ -241,11 +241,17 @@ function call(conn: RawDubboConnection, route: string | undefined, attachments: 
   return conn.call({ id: nextId++, path: DEMO_INTERFACE, method: 'sayHello', args: ['x'], attachments: { ...(route ? { case: route } : {}), ...attachments }, timeoutMs: 8_000 });
 }
 
-async function contained(where: string): Promise<number> {
-  const text = await proxy.metrics.registry.metrics();
+/** The sum of a metric's samples whose labels include every one of `labels` (`key="value"`). */
+async function metric(name: string, ...labels: string[]): Promise<number> {
   let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith('waypost_contained_errors_total{') && line.includes(`where="${where}"`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  for (const line of (await proxy.metrics.registry.metrics()).split('\n')) {
+    if (line.startsWith(`${name}{`) && labels.every((l) => line.includes(l))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
   return sum;
+}
+
+function contained(where: string): Promise<number> {
+  return metric('waypost_contained_errors_total', `where="${where}"`);
 }
 
 /** A well-formed call, on `conn` and on a fresh connection: both answered by the provider. */
@@ -339,11 +345,7 @@ describe('every continuation hands a throw to its own request', () => {
   it('an upstream answer with an id nobody asked for is dropped and counted; the call times out natively', async () => {
     const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
     try {
-      const text = async (): Promise<number> => {
-        let sum = 0;
-        for (const line of (await proxy.metrics.registry.metrics()).split('\n')) if (line.startsWith('waypost_upstream_stray_frames_total{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-        return sum;
-      };
+      const text = (): Promise<number> => metric('waypost_upstream_stray_frames_total');
       const before = await text();
       expect((await call(conn, 'stray')).status).toBe(31);
       expect(await text()).toBe(before + 1);
@@ -355,11 +357,11 @@ describe('every continuation hands a throw to its own request', () => {
 
   it('a codec whose decode throws null closes only that connection, counted', async () => {
     const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-    const before = Number(/waypost_decode_errors_total\{[^}]*direction="downstream"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1] ?? 0);
+    const before = await metric('waypost_decode_errors_total', 'direction="downstream"');
     const answer = call(conn, undefined, { note: 'throw-null' }).catch((err: Error) => err);
     await conn.closed();
     expect(await answer).toBeInstanceOf(Error);
-    expect(Number(/waypost_decode_errors_total\{[^}]*direction="downstream"[^}]*\} (\d+)/.exec(await proxy.metrics.registry.metrics())?.[1])).toBe(before + 1);
+    expect(await metric('waypost_decode_errors_total', 'direction="downstream"')).toBe(before + 1);
     const fresh = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
     try {
       await othersServed(fresh);
@@ -370,11 +372,7 @@ describe('every continuation hands a throw to its own request', () => {
   });
 
   it('a request whose client goes away before its answer is counted as downstream_closed', async () => {
-    const closedCount = async (): Promise<number> => {
-      let sum = 0;
-      for (const line of (await proxy.metrics.registry.metrics()).split('\n')) if (line.startsWith('waypost_requests_total{') && line.includes('route="silent"') && line.includes('outcome="downstream_closed"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-      return sum;
-    };
+    const closedCount = (): Promise<number> => metric('waypost_requests_total', 'route="silent"', 'outcome="downstream_closed"');
     const before = await closedCount();
     const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
     void call(conn, 'silent').catch(() => undefined);
