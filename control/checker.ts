@@ -4,7 +4,7 @@
  */
 
 import { isIP } from 'node:net';
-import { durationProblem } from './duration.js';
+import { durationProblem } from '../src/duration.js';
 import { ConfigError, type DocumentRef } from './errors.js';
 
 export type Mapping = Record<string, unknown>;

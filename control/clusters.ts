@@ -7,7 +7,7 @@
  */
 
 import { TYPE_CLUSTER, TYPE_ENDPOINTS, type ClusterLoadAssignment, type LbEndpoint } from '../src/xds/resources.js';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from '../src/duration.js';
 import type { MetaPort, Service } from './model.js';
 import { tlsFor, upstreamTransportSocket } from './security.js';
 import type { DestinationRuleSpec, TrafficPolicy, WorkloadEntry } from './types.js';

@@ -38,7 +38,7 @@ import {
 } from '../src/xds/resources.js';
 import { Checker, fieldPath, isDns1123Label, isMapping, type Mapping } from './checker.js';
 import { buildServiceClusters, clusterName, effectivePolicy, hashHeader } from './clusters.js';
-import { toDurationJson } from './duration.js';
+import { toDurationJson } from '../src/duration.js';
 import { ConfigError } from './errors.js';
 import { isPortNumber, where, type ConfigModel, type MetaPort, type Service } from './model.js';
 import { classifyPort } from './protocol.js';

@@ -10,7 +10,7 @@ export { validateDocuments, checkDocuments, type ValidateOptions, type CheckResu
 export { translate, type TranslateOptions } from './translate.js';
 export { compile, type CompileOptions, type CompileResult } from './compile.js';
 export { ConfigError, formatErrors, sortByDocument, type DocumentRef } from './errors.js';
-export { parseDuration, formatDuration, toDurationJson, durationProblem } from './duration.js';
+export { parseDuration, formatDuration, toDurationJson, durationProblem } from '../src/duration.js';
 export { BUILTIN_CODECS, classifyPort, metaProtocolOf } from './protocol.js';
 export { clusterName, DEFAULT_CONNECT_TIMEOUT } from './clusters.js';
 export { DEFAULT_BIND } from './model.js';

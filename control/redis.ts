@@ -35,7 +35,7 @@ import {
 } from '../src/redis/types.js';
 import { Checker, fqdnProblem, hostProblem, isMapping, type Mapping } from './checker.js';
 import { clusterName, DEFAULT_CONNECT_TIMEOUT } from './clusters.js';
-import { toDurationJson } from './duration.js';
+import { toDurationJson } from '../src/duration.js';
 import { ConfigError } from './errors.js';
 import { addressesOverlap, bindAddresses, isPortNumber, where, type ConfigModel, type Indexed, type Service } from './model.js';
 import { classifyPort } from './protocol.js';

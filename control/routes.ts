@@ -13,7 +13,7 @@ import {
   type MetaRoute,
 } from '../src/xds/resources.js';
 import { clusterName, effectivePolicy, hashHeader } from './clusters.js';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from '../src/duration.js';
 import { destinationPort, type ConfigModel, type MetaPort, type Service } from './model.js';
 import type {
   Destination,

@@ -5,7 +5,7 @@ import type { Metrics } from './metrics.js';
 import { EndpointPool } from './upstream.js';
 import { upstreamTlsOf, type UpstreamTls } from './tls.js';
 import type { Cluster as ClusterResource, ClusterLoadAssignment, LbEndpoint } from './xds/resources.js';
-import { parseDuration } from './xds/duration.js';
+import { durationMs } from './duration.js';
 
 /** One upstream host:port of a cluster, with its pools (one per codec that talks to it) and its health. */
 export class Endpoint {
@@ -274,14 +274,14 @@ function settingsOf(r: ClusterResource): ClusterSettings {
   const od = r.outlier_detection;
   const thresholds = r.circuit_breakers?.thresholds?.[0];
   return {
-    connectTimeoutMs: r.connect_timeout ? parseDuration(r.connect_timeout) : 10_000,
+    connectTimeoutMs: r.connect_timeout ? durationMs(r.connect_timeout) : 10_000,
     lbPolicy: r.lb_policy ?? 'ROUND_ROBIN',
     outlier: od
       ? {
           // Envoy's defaults where the resource leaves a field out.
           consecutiveErrors: od.consecutive_5xx ?? od.consecutive_gateway_failure ?? 5,
-          intervalMs: od.interval ? parseDuration(od.interval) : 10_000,
-          baseEjectionMs: od.base_ejection_time ? parseDuration(od.base_ejection_time) : 30_000,
+          intervalMs: od.interval ? durationMs(od.interval) : 10_000,
+          baseEjectionMs: od.base_ejection_time ? durationMs(od.base_ejection_time) : 30_000,
           maxEjectionPercent: od.max_ejection_percent ?? 10,
         }
       : undefined,

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { parseDuration } from './xds/duration.js';
+import { durationMs } from './duration.js';
 
 export interface DownstreamLimits {
   /** Open connections per listener; a connection over it is closed at once (Envoy `max_connections`). */
@@ -40,12 +40,12 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 5_000;
 /** `--tracing`: what the proxy does with W3C `traceparent` (src/trace-context.ts). */
 export type TracingMode = 'off' | 'propagate' | 'start';
 
-/** A duration flag: `500ms`, `30s`, `1h`, or a bare number of seconds; `0` disables where allowed. */
+/** A duration flag: `500ms`, `30s`, `1h30m` (the config's syntax), or a bare number of seconds; `0` disables where allowed. */
 export function durationFlag(text: string, flag: string): number {
   const t = text.trim();
   if (/^\d+(\.\d+)?$/.test(t)) return Number(t) * 1000;
   try {
-    return parseDuration(t);
+    return durationMs(t);
   } catch {
     throw new Error(`${flag} wants a duration such as 500ms, 30s, 2m, 1h (or 0 to disable), not "${text}"`);
   }

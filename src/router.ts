@@ -1,6 +1,6 @@
 import type { KeyValue, Metadata } from './codec.js';
 import { compileRegex, type ConfigRegex } from './regex.js';
-import { parseDuration } from './xds/duration.js';
+import { durationMs } from './duration.js';
 import type { FractionalPercent, HeaderMatcher, MetaRoute, MetaRouteConfiguration } from './xds/resources.js';
 
 /**
@@ -217,7 +217,7 @@ export const DEFAULT_ROUTE_TIMEOUT_MS = 15_000;
 
 function durationAt(value: string, where: string): number {
   try {
-    return parseDuration(value);
+    return durationMs(value);
   } catch (err) {
     throw new Error(`${where}: ${(err as Error).message}`);
   }

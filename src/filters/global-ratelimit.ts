@@ -3,7 +3,7 @@ import type { Exchange } from '../exchange.js';
 import { reenter } from '../contain.js';
 import { log } from '../log.js';
 import { MetadataMatch } from '../router.js';
-import { parseDuration } from '../xds/duration.js';
+import { durationMs } from '../duration.js';
 import { META_FILTER_GLOBAL_RATELIMIT, type GlobalRateLimitConfig } from '../xds/resources.js';
 import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
 
@@ -74,7 +74,7 @@ class GlobalRateLimitFilter implements MetaFilter {
     if (!cfg.domain) throw new Error(`${where}: domain is required`);
     this.domain = cfg.domain;
     this.match = new MetadataMatch(cfg.match?.metadata, `${where}.match.metadata`);
-    this.timeoutMs = cfg.timeout ? parseDuration(cfg.timeout) : DEFAULT_TIMEOUT_MS;
+    this.timeoutMs = cfg.timeout ? durationMs(cfg.timeout) : DEFAULT_TIMEOUT_MS;
     this.denyOnFail = cfg.failure_mode_deny === true;
     this.descriptors = (cfg.descriptors ?? []).map((d) => ({ property: d.property.toLowerCase(), key: d.descriptor_key }));
     if (this.descriptors.length === 0) throw new Error(`${where}: at least one descriptor is required`);

@@ -1,6 +1,6 @@
 import type { Exchange } from '../exchange.js';
 import { MetadataMatch } from '../router.js';
-import { parseDuration } from '../xds/duration.js';
+import { durationMs } from '../duration.js';
 import { META_FILTER_LOCAL_RATELIMIT, type LocalRateLimitConfig, type TokenBucketJson } from '../xds/resources.js';
 import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
 
@@ -15,7 +15,7 @@ export class TokenBucket {
   constructor(cfg: TokenBucketJson, where: string) {
     this.max = cfg.max_tokens;
     this.perFill = cfg.tokens_per_fill ?? cfg.max_tokens;
-    this.intervalMs = parseDuration(cfg.fill_interval);
+    this.intervalMs = durationMs(cfg.fill_interval);
     if (!(this.max > 0) || !(this.perFill > 0) || !(this.intervalMs > 0)) {
       throw new Error(`${where}: max_tokens, tokens_per_fill and fill_interval must be positive`);
     }

@@ -2,7 +2,7 @@
  * Reads a RedisProxy typed_config (proto field names; lowerCamelCase accepted too) into the settings the Redis
  * connections run on. Every problem throws an Error naming the listener and the field.
  */
-import { parseDuration } from '../xds/duration.js';
+import { durationMs } from '../duration.js';
 import type { FractionalPercent } from '../xds/resources.js';
 import { PrefixRouter, type MirrorPolicy, type RedisRoute } from './router.js';
 import type { DataSourceJson, RedisProxyConfig, RuntimeFractionalPercentJson } from './types.js';
@@ -89,7 +89,7 @@ export function readRedisProxyConfig(listener: string, typedConfig: unknown): Re
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'string' && typeof v !== 'number') return fail(path, 'must be a duration such as "1.5s"');
     try {
-      return parseDuration(v);
+      return durationMs(v);
     } catch (err) {
       return fail(path, (err as Error).message);
     }

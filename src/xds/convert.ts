@@ -372,7 +372,7 @@ function durationNanos(text: string): bigint | undefined {
   return m[1] ? -total : total;
 }
 
-/** {seconds, nanos} → `"1.5s"` (fraction trimmed, as src/xds/duration.ts and the translator write it). */
+/** {seconds, nanos} → `"1.5s"` (fraction trimmed, as src/duration.ts writes it). */
 export function formatDurationParts(seconds: bigint, nanos: number): string {
   const total = seconds * NS_PER_S + BigInt(nanos);
   const sign = total < 0n ? '-' : '';

@@ -110,11 +110,15 @@ describe('access log writer', () => {
 });
 
 describe('CLI limit flags', () => {
-  it('reads durations as Istio does, or bare seconds', () => {
+  it('reads durations as config does (Go and Istio syntax), or bare seconds', () => {
     expect(durationFlag('500ms', '--x')).toBe(500);
     expect(durationFlag('2', '--x')).toBe(2000);
     expect(durationFlag('0', '--x')).toBe(0);
+    // The one duration syntax of config and flags alike (Go's, as Istio's YAML): compound values too.
+    expect(durationFlag('1h30m', '--x')).toBe(5_400_000);
+    expect(durationFlag('1.5s', '--x')).toBe(1500);
     expect(() => durationFlag('soon', '--idle-timeout')).toThrow(/--idle-timeout wants a duration/);
+    expect(() => durationFlag('-1s', '--idle-timeout')).toThrow(/--idle-timeout wants a duration/);
   });
 
   it('rejects bad values with a usage error (exit 2) naming the flag', () => {

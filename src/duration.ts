@@ -1,7 +1,8 @@
 /**
- * Durations as Istio's YAML writes them (Go `time.ParseDuration` syntax: `1s`, `100ms`, `1.5s`, `2m`, `1h30m`,
- * units ns, us/µs, ms, s, m, h) to and from the proto3 JSON form of `google.protobuf.Duration` (`"1.5s"`).
- * Arithmetic is in integer nanoseconds (bigint), so nothing is lost to floating point.
+ * The one duration syntax of the project, for config, xDS and flags alike: Go's `time.ParseDuration` as Istio's YAML
+ * writes it (`1s`, `100ms`, `1.5s`, `2m`, `1h30m`; units ns, us/µs, ms, s, m, h), which also reads the proto3 JSON
+ * form of `google.protobuf.Duration` (`"1.5s"`). Arithmetic is in integer nanoseconds (bigint), so nothing is lost
+ * to floating point; the data plane reads milliseconds through {@link durationMs}.
  */
 
 const NS_PER_UNIT: Readonly<Record<string, bigint>> = {
@@ -75,4 +76,16 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
   return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/**
+ * Milliseconds in a duration (a number is taken as milliseconds already): for the data plane, which reads the
+ * durations of xDS resources and of its own flags. Throws on anything else, so a bad value is reported, never read
+ * as 0.
+ */
+export function durationMs(text: string | number): number {
+  if (typeof text === 'number') return text;
+  const ns = parseDuration(text.trim());
+  if (ns === undefined) throw new Error(`invalid duration ${JSON.stringify(text)} (use e.g. "500ms", "1.5s", "2m", "1h30m")`);
+  return Number(ns) / 1e6;
 }
