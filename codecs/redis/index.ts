@@ -116,12 +116,4 @@ export function createRedisCodec(name: string, handshake?: Handshake): CodecFact
 
 export const redisCodec: CodecFactory = createRedisCodec(REDIS_CODEC_NAME);
 
-export function isRedisRequest(frame: Frame): frame is RedisRequest {
-  return frame instanceof RedisRequest;
-}
-
-export function isRedisReply(frame: Frame): frame is RedisReply {
-  return frame instanceof RedisReply;
-}
-
 export default redisCodec;

@@ -110,9 +110,4 @@ export function openSotwStream(client: grpc.Client, options?: grpc.CallOptions):
   return client.makeBidiStreamRequest(ADS_SOTW_PATH, discoveryRequestCodec.serialize, discoveryResponseCodec.deserialize, new grpc.Metadata(), options ?? {});
 }
 
-/** Opens an incremental (delta) ADS stream on `client`. */
-export function openDeltaStream(client: grpc.Client, options?: grpc.CallOptions): grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse> {
-  return client.makeBidiStreamRequest(ADS_DELTA_PATH, deltaRequestCodec.serialize, deltaResponseCodec.deserialize, new grpc.Metadata(), options ?? {});
-}
-
 export { splitHostPort } from './options.js';
