@@ -29,6 +29,7 @@ import {
   CType,
   MessageType,
   ScanError,
+  scanRefusal,
   Scanner,
   TRUNCATED,
   TType,
@@ -352,7 +353,7 @@ function checkWholeStruct(raw: Buffer, head: MessageHead): void {
     }
   } catch (err) {
     if (err === TRUNCATED) throw new CodecError('bad_message', 'thrift message struct runs past the end of its frame');
-    if (err instanceof ScanError) throw new CodecError('bad_message', `not a thrift message: ${err.message}`);
+    if (err instanceof ScanError) throw scanRefusal(err);
     throw err;
   } finally {
     s.reset(EMPTY, 0, 0); // drop the reference to the frame

@@ -49,6 +49,7 @@ import {
   COMPACT_VERSION,
   COMPACT_VERSION_MASK,
   ScanError,
+  scanRefusal,
 } from './wire.js';
 import { NEED_MORE, UnframedScanner } from './unframed.js';
 
@@ -224,7 +225,7 @@ class ThriftSession implements CodecSession {
       total = s.scan(data, off, end);
     } catch (err) {
       s.reset();
-      if (err instanceof ScanError) throw new CodecError('bad_message', `not a thrift message: ${err.message}`);
+      if (err instanceof ScanError) throw scanRefusal(err);
       throw err;
     }
     if (total === NEED_MORE) {

@@ -26,6 +26,12 @@ export const HEADER_AT = 14;
 /** Bytes of a THeader frame after the length field and before the header: magic, flags, seqid, size. */
 export const FIXED_AFTER_LENGTH = 10;
 export const MAX_HEADER_BYTES = 0xffff * 4;
+/**
+ * Key/value headers a frame may carry, all info blocks together (the proxy's limit: Thrift's readers are bounded
+ * only by the 256 KiB header section, room for ~130,000 empty headers). Real clients send a handful; past this the
+ * frame is refused as `bad_body` when the count is read, before any header is.
+ */
+export const MAX_HEADERS = 1024;
 
 export const PROTOCOL_BINARY = 0;
 export const PROTOCOL_COMPACT = 2;
@@ -106,6 +112,9 @@ function readInfoBlocks(raw: Buffer, infoAt: number, payloadAt: number): { heade
       if (id === INFO_PADDING) break;
       if (id !== INFO_KEY_VALUE) return { headers, tailAt: at };
       const count = s.size(s.varint32(), 'header count');
+      if (count > MAX_HEADERS - headers.length) {
+        throw new CodecError('bad_body', `THeader frame carries more than ${MAX_HEADERS} key/value headers`);
+      }
       for (let i = 0; i < count; i++) {
         const kl = s.size(s.varint32(), 'header key length');
         const k = s.take(kl);
@@ -157,13 +166,21 @@ export function mutateHeaders(
   mutation: readonly KeyValue[],
 ): { frame: Buffer; shift: number } {
   const { headers, tailAt } = readInfoBlocks(raw, layout.infoAt, layout.payloadAt);
+  // One pass: each mutation key (the last of those equal ignoring case wins) replaces the first header with that
+  // key; the keys no header had are appended in the order they were first given.
+  const wanted = new Map<string, RawHeader | null>();
   for (const { key, value } of mutation) {
-    const lower = key.toLowerCase();
-    const entry = { key: Buffer.from(key, 'utf8'), value: Buffer.from(value, 'utf8') };
-    const i = headers.findIndex((h) => h.key.toString('utf8').toLowerCase() === lower);
-    if (i >= 0) headers[i] = entry;
-    else headers.push(entry);
+    wanted.set(key.toLowerCase(), { key: Buffer.from(key, 'utf8'), value: Buffer.from(value, 'utf8') });
   }
+  for (let i = 0; i < headers.length; i++) {
+    const lower = headers[i]!.key.toString('utf8').toLowerCase();
+    const entry = wanted.get(lower);
+    if (entry) {
+      headers[i] = entry;
+      wanted.set(lower, null); // placed
+    }
+  }
+  for (const entry of wanted.values()) if (entry) headers.push(entry);
 
   // Protocol id and transform count (always 0: frames with transforms never get this far).
   let size = varintLength(layout.protocolId) + 1;

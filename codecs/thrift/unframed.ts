@@ -16,13 +16,18 @@
 import {
   CType,
   MAX_DEPTH,
+  MAX_VALUES,
   ScanError,
   Scanner,
   TRUNCATED,
   TType,
   binaryWidth,
   compactWidth,
+  isCompactInteger,
   readHead,
+  scanVarints,
+  tooManyValues,
+  varintScan,
 } from './wire.js';
 
 /** `scan` result: the message is not complete yet. */
@@ -56,6 +61,8 @@ const LIST_HEAD = 12;
 const LIST_SIZE = 13;
 /** Compact: the field header, and its id varint if any, are read: what follows depends on the type (no byte read). */
 const FIELD_TYPE = 14;
+/** Compact: `skipLen` integer list elements (varints) left, `vcount` bytes read of the current one. */
+const VARINTS = 15;
 
 // What a compact varint is (`vfor`): skipped (field id, integer value) or read as a 32-bit size.
 const V_FIELD_ID = 0;
@@ -81,6 +88,8 @@ export class UnframedScanner {
   needAt = 0;
   /** Steps taken since creation (one per read attempted, head reads included): what tests bound to prove linearity. */
   work = 0;
+  /** Fields and elements the message may still walk, charged where the one-shot skippers charge them. */
+  private budget = MAX_VALUES;
 
   private readonly head = new Scanner();
   /** The message head has been read: the struct is being walked. */
@@ -120,6 +129,7 @@ export class UnframedScanner {
     this.rel = 0;
     this.sp = 0;
     this.needAt = 0;
+    this.budget = MAX_VALUES;
   }
 
   /**
@@ -187,6 +197,7 @@ export class UnframedScanner {
     let kt = this.kt; // a map's key type, or a list's element type
     let vt = this.vt;
     let sp = this.sp;
+    let budget = this.budget;
     let steps = 0;
     let need = 0;
     walk: for (;;) {
@@ -204,6 +215,7 @@ export class UnframedScanner {
             valueDone = true;
             break;
           }
+          if (--budget < 0) throw tooManyValues();
           // Fast path: a fixed-width or string field whose bytes are all there is skipped in one step.
           const width = binaryWidth(type);
           if (width > 0 && p + 2 + width <= end) {
@@ -317,6 +329,7 @@ export class UnframedScanner {
             op = SKIP;
             break;
           }
+          if ((budget -= 2 * n) < 0) throw tooManyValues();
           kind[sp] = K_MAP;
           depth[sp] = ++vdepth;
           t1[sp] = vtype = kt;
@@ -345,6 +358,7 @@ export class UnframedScanner {
             op = SKIP;
             break;
           }
+          if ((budget -= n) < 0) throw tooManyValues();
           kind[sp] = K_LIST;
           depth[sp] = ++vdepth;
           t1[sp] = vtype = kt;
@@ -385,6 +399,7 @@ export class UnframedScanner {
     this.kt = kt;
     this.vt = vt;
     this.sp = sp;
+    this.budget = budget;
     return this.stop(p, start, need, steps);
   }
 
@@ -401,6 +416,7 @@ export class UnframedScanner {
     let vcount = this.vcount;
     let vacc = this.vacc;
     let sp = this.sp;
+    let budget = this.budget;
     let steps = 0;
     let need = 0;
     walk: for (;;) {
@@ -418,6 +434,7 @@ export class UnframedScanner {
             valueDone = true;
             break;
           }
+          if (--budget < 0) throw tooManyValues();
           vtype = header & 0x0f;
           vdepth = depth[sp - 1]!;
           if (header >>> 4 === 0) {
@@ -559,6 +576,7 @@ export class UnframedScanner {
             op = SKIP;
             break;
           }
+          if ((budget -= 2 * skipLen) < 0) throw tooManyValues();
           kind[sp] = K_MAP;
           depth[sp] = ++vdepth;
           t1[sp] = vtype = mkt;
@@ -601,11 +619,31 @@ export class UnframedScanner {
             op = SKIP;
             break;
           }
+          if (isCompactInteger(kt)) {
+            vcount = 0; // skipLen is the count of varints
+            op = VARINTS;
+            break;
+          }
+          if ((budget -= n) < 0) throw tooManyValues();
           kind[sp] = K_LIST;
           depth[sp] = ++vdepth;
           t1[sp] = vtype = kt;
           left[sp++] = n - 1;
           op = VALUE;
+          break;
+        }
+        case VARINTS: {
+          // As wire.ts `skipVarints`, resumed inside a varint if the bytes ran out there.
+          scanVarints(buf, p, end, skipLen, vcount);
+          steps += varintScan.pos - p;
+          p = varintScan.pos;
+          skipLen = varintScan.left;
+          vcount = varintScan.run;
+          if (skipLen > 0) {
+            need = 1;
+            break walk;
+          }
+          valueDone = true;
           break;
         }
         default:
@@ -643,6 +681,7 @@ export class UnframedScanner {
     this.vcount = vcount;
     this.vacc = vacc;
     this.sp = sp;
+    this.budget = budget;
     return this.stop(p, start, need, steps);
   }
 }

@@ -11,6 +11,7 @@
  * offset that must be reachable before trying again in `Scanner.needAt`), so the caller can tell "wait for more"
  * from {@link ScanError}, "this is not Thrift".
  */
+import { CodecError } from '../../src/codec.js';
 
 export const MessageType = { CALL: 1, REPLY: 2, EXCEPTION: 3, ONEWAY: 4 } as const;
 
@@ -59,9 +60,30 @@ export const CType = {
 /** Thrift's own default recursion limit: deeper nesting is refused rather than followed. */
 export const MAX_DEPTH = 64;
 
+/**
+ * Struct fields and container elements (a map pair counts two) one message may hold that are walked one by one.
+ * Finding a message's end walks them, and one 8 MiB message of 1-byte values would otherwise hold the event loop
+ * for ~170 ms; at this limit the slowest kind (a binary list of empty lists, unframed) costs ~15-20 ms
+ * (bench/thrift/scan-limits.ts). Containers of fixed-width elements are skipped by arithmetic and compact lists of
+ * integers (varints) four bytes at a time: neither counts.
+ */
+export const MAX_VALUES = 500_000;
+
 /** Malformed input: these bytes are not a Thrift message. */
 export class ScanError extends Error {
   override readonly name = 'ScanError';
+}
+
+/** A message over a limit of the proxy's ({@link MAX_VALUES}): Thrift perhaps, but more than the proxy walks. */
+export class ScanLimitError extends ScanError {}
+
+export function tooManyValues(): ScanLimitError {
+  return new ScanLimitError(`thrift message holds more than ${MAX_VALUES} fields and container elements`);
+}
+
+/** The codec's refusal of a message the skippers refused: `bad_message`, naming a limit as such. */
+export function scanRefusal(err: ScanError): CodecError {
+  return new CodecError('bad_message', err instanceof ScanLimitError ? err.message : `not a thrift message: ${err.message}`);
 }
 
 /** Thrown (never allocated per throw: no stack capture) when the bytes end before the value does. */
@@ -97,13 +119,21 @@ export class Scanner {
   end = 0;
   /** After {@link TRUNCATED}: the offset that must be available before the scan can get further. */
   needAt = 0;
+  /** Fields and elements the skippers may still walk ({@link MAX_VALUES} per reset). */
+  budget = MAX_VALUES;
 
   reset(buf: Buffer, pos: number, end: number): this {
     this.buf = buf;
     this.pos = pos;
     this.end = end;
     this.needAt = 0;
+    this.budget = MAX_VALUES;
     return this;
+  }
+
+  /** Takes `n` from the budget of values to walk. */
+  charge(n: number): void {
+    if ((this.budget -= n) < 0) throw tooManyValues();
   }
 
   /** Advances over `n` bytes that must be present. */
@@ -158,11 +188,79 @@ export class Scanner {
     throw new ScanError('varint longer than 10 bytes');
   }
 
+  /** Skips `n` varints as `n` calls of {@link skipVarint} would (compact integer lists), with {@link scanVarints}. */
+  skipVarints(n: number): void {
+    scanVarints(this.buf, this.pos, this.end, n, 0);
+    this.pos = varintScan.pos;
+    if (varintScan.left > 0) {
+      this.needAt = this.pos + 1;
+      throw TRUNCATED;
+    }
+  }
+
   /** A non-negative size (string length, element count). */
   size(value: number, what: string): number {
     if (value < 0) throw new ScanError(`negative ${what} ${value}`);
     return value;
   }
+}
+
+/** Where {@link scanVarints} stopped: the offset, the varints left, continuation bytes read of the current one. */
+export const varintScan = { pos: 0, left: 0, run: 0 };
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const HIGH_BITS = 0x80808080 | 0;
+
+/**
+ * Skips `n` varints at `buf[p, end)`, the first with `run` continuation bytes already read, as many calls of
+ * `Scanner.skipVarint` would: throws {@link ScanError} at the 10th continuation byte of one, and stops when the
+ * varints are done or the bytes run out (result in {@link varintScan}). A compact integer list of 8 MiB costs ~25 ms
+ * byte by byte; four bytes at a time it is ~5-10 ms: a word whose high bits are all clear holds four whole varints,
+ * and any other word is counted from its terminator bits. The last word, and a word where a varint grows too long,
+ * are left to the byte loop, which finds the exact byte.
+ */
+export function scanVarints(buf: Buffer, p: number, end: number, n: number, run: number): void {
+  if (LITTLE_ENDIAN && n > 4 && end - p >= 16) {
+    const base = buf.byteOffset;
+    while (((base + p) & 3) !== 0) {
+      if ((buf[p++]! & 0x80) === 0) {
+        n--;
+        run = 0;
+      } else if (++run === 10) {
+        throw new ScanError('varint longer than 10 bytes');
+      }
+    }
+    const words = new Int32Array(buf.buffer, base + p, (end - p) >>> 2);
+    const count = words.length;
+    let i = 0;
+    while (i < count) {
+      const t = ~words[i]! & HIGH_BITS; // the high bit of each byte that ends a varint
+      if (t === 0) {
+        if (run + 4 >= 10) break;
+        run += 4;
+        i++;
+        continue;
+      }
+      const ends = Math.imul(t >>> 7, 0x01010101) >>> 24;
+      if (ends >= n) break;
+      if (run + ((31 - Math.clz32(t & -t)) >>> 3) >= 10) break; // continuation bytes before the first end
+      run = 3 - ((31 - Math.clz32(t)) >>> 3); // after the last end
+      n -= ends;
+      i++;
+    }
+    p += i * 4;
+  }
+  while (n > 0 && p < end) {
+    if ((buf[p++]! & 0x80) === 0) {
+      n--;
+      run = 0;
+    } else if (++run === 10) {
+      throw new ScanError('varint longer than 10 bytes');
+    }
+  }
+  varintScan.pos = p;
+  varintScan.left = n;
+  varintScan.run = run;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -301,6 +399,7 @@ export function skipBinaryStruct(s: Scanner, depth = 0): void {
   for (;;) {
     const type = s.u8();
     if (type === TType.STOP) return;
+    s.charge(1);
     s.take(2); // field id
     skipBinaryValue(s, type, depth);
   }
@@ -332,6 +431,7 @@ function skipBinaryValue(s: Scanner, type: number, depth: number): void {
         s.take(n * (kw + vw));
         return;
       }
+      s.charge(2 * n);
       for (let i = 0; i < n; i++) {
         skipBinaryValue(s, kt, depth + 1);
         skipBinaryValue(s, vt, depth + 1);
@@ -350,6 +450,7 @@ function skipBinaryValue(s: Scanner, type: number, depth: number): void {
         s.take(n * ew);
         return;
       }
+      s.charge(n);
       for (let i = 0; i < n; i++) skipBinaryValue(s, et, depth + 1);
       return;
     }
@@ -389,6 +490,7 @@ export function skipCompactStruct(s: Scanner, depth = 0): void {
   for (;;) {
     const header = s.u8();
     if (header === CType.STOP) return;
+    s.charge(1);
     const type = header & 0x0f;
     // A zero delta means the field id follows as a zigzag varint (ids that do not fit a 1-15 delta).
     if (header >>> 4 === 0) s.skipVarint();
@@ -431,6 +533,7 @@ function skipCompactValue(s: Scanner, type: number, depth: number): void {
         s.take(n * (kw + vw));
         return;
       }
+      s.charge(2 * n);
       for (let i = 0; i < n; i++) {
         skipCompactValue(s, kt, depth + 1);
         skipCompactValue(s, vt, depth + 1);
@@ -452,12 +555,22 @@ function skipCompactValue(s: Scanner, type: number, depth: number): void {
         s.take(n * ew);
         return;
       }
+      if (isCompactInteger(et)) {
+        s.skipVarints(n);
+        return;
+      }
+      s.charge(n);
       for (let i = 0; i < n; i++) skipCompactValue(s, et, depth + 1);
       return;
     }
     default:
       throw new ScanError(`unknown compact type ${type}`);
   }
+}
+
+/** Compact i16, i32, i64: zigzag varints, whose lists are skipped by a byte loop. */
+export function isCompactInteger(type: number): boolean {
+  return type === CType.I16 || type === CType.I32 || type === CType.I64;
 }
 
 function checkDepth(depth: number): void {
