@@ -7,6 +7,7 @@ import { AccessLog } from './access-log.js';
 import { startAdmin } from './admin.js';
 import { createRegistry } from './builtin-codecs.js';
 import type { CodecRegistry } from './codec-registry.js';
+import { createFilterRegistry, type FilterRegistry } from './filters/index.js';
 import { ConfigWatcher } from './config-watch.js';
 import { countFlag, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LIMITS, defaultMemoryBudget, durationFlag, MIN_MEMORY_BUDGET, sizeFlag, type DownstreamLimits, type TracingMode } from './limits.js';
 import { log, setLogLevel } from './log.js';
@@ -33,6 +34,7 @@ Common options:
   --admin HOST:PORT|off       admin API address (default 127.0.0.1:15000; control: 127.0.0.1:15014)
   --node ID                   proxy --xds: the xDS node id (default waypost~<hostname>~<pid>)
   --codec MODULE              load a user codec module (repeatable)
+  --filter MODULE             proxy: load a user MetaProtocol filter module (repeatable; docs/filters.md)
   --bind ADDRESS              address for ServiceEntries without addresses (default 127.0.0.1)
   --max-frame-size BYTES      largest frame accepted (default 8388608)
   --workers N                 proxy: event loops (processes) sharing the listeners (default 1)
@@ -61,6 +63,7 @@ const OPTIONS = {
   config: { type: 'string', multiple: true },
   admin: { type: 'string' },
   codec: { type: 'string', multiple: true },
+  filter: { type: 'string', multiple: true },
   bind: { type: 'string' },
   'max-frame-size': { type: 'string' },
   'log-level': { type: 'string' },
@@ -170,6 +173,17 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  const filters = createFilterRegistry();
+  for (const m of values.filter ?? []) {
+    if (command !== 'proxy') throw new UsageError('--filter is an option of proxy');
+    try {
+      const loaded = await filters.load(m);
+      log.info('filter loaded', { module: m, filters: loaded.map((f) => f.name).join(',') });
+    } catch (err) {
+      process.stderr.write(`waypost: cannot load filter module ${m}: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   const paths = [...(values.config ?? []), ...positionals];
   if (values['mesh-certs'] !== undefined) {
     if (command !== 'proxy') throw new UsageError('--mesh-certs is an option of proxy');
@@ -224,9 +238,9 @@ async function main(argv: string[]): Promise<number> {
       if (values.xds !== undefined) {
         const server = grpcAddress(usageCheck(() => parseXdsAddress(values.xds!, '--xds')));
         if (values.node === '') throw new UsageError('--node must not be empty');
-        return runXdsProxy(server, { node: values.node ?? defaultNodeId(), admin, registry, maxFrameSize, onProxy, ops });
+        return runXdsProxy(server, { node: values.node ?? defaultNodeId(), admin, registry, filters, maxFrameSize, onProxy, ops });
       }
-      return runProxy(paths, { bind, admin, registry, maxFrameSize, onProxy, ops });
+      return runProxy(paths, { bind, admin, registry, filters, maxFrameSize, onProxy, ops });
     }
     case 'control': {
       const misplaced = PROXY_ONLY_FLAGS.find((f) => values[f] !== undefined);
@@ -270,11 +284,11 @@ async function startProxyAdmin(proxy: Proxy, address: string): Promise<http.Serv
 /** `waypost proxy --xds`: the data plane fed by an xDS server (src/xds/client.ts). */
 async function runXdsProxy(
   server: string,
-  opts: { node: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined; ops: OpsOptions },
+  opts: { node: string; admin: string; registry: CodecRegistry; filters: FilterRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined; ops: OpsOptions },
 ): Promise<number> {
   const accessLog = await openAccessLog(opts.ops);
   if (accessLog === null) return 1;
-  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing, memoryBudget: opts.ops.memoryBudget });
+  const proxy = new Proxy({ codecs: opts.registry, filters: opts.filters, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing, memoryBudget: opts.ops.memoryBudget });
   opts.onProxy?.(proxy);
   const admin = await startProxyAdmin(proxy, opts.admin);
   const { XdsClient } = await import('./xds/client.js'); // gRPC is loaded only for --xds
@@ -373,11 +387,11 @@ async function runControl(
 
 async function runProxy(
   paths: string[],
-  opts: { bind: string; admin: string; registry: CodecRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined; ops: OpsOptions },
+  opts: { bind: string; admin: string; registry: CodecRegistry; filters: FilterRegistry; maxFrameSize: number | undefined; onProxy: ((p: Proxy) => void) | undefined; ops: OpsOptions },
 ): Promise<number> {
   const accessLog = await openAccessLog(opts.ops);
   if (accessLog === null) return 1;
-  const proxy = new Proxy({ codecs: opts.registry, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing, memoryBudget: opts.ops.memoryBudget });
+  const proxy = new Proxy({ codecs: opts.registry, filters: opts.filters, maxFrameSize: opts.maxFrameSize, limits: opts.ops.limits, accessLog, tracing: opts.ops.tracing, memoryBudget: opts.ops.memoryBudget });
   opts.onProxy?.(proxy);
   let admin: http.Server | undefined;
   if (opts.admin !== 'off') {

@@ -1,9 +1,10 @@
 import { routeMatchKeys } from './access-log.js';
 import { now as clockNow } from './clock.js';
-import { CodecError, NEWER_LOCAL_REPLY_KINDS, type CodecSession, type Frame, type KeyValue, type LocalReplyKind } from './codec.js';
+import { CodecError, NEWER_LOCAL_REPLY_KINDS, type CodecSession, type Frame, type KeyValue, type LocalReplyKind, type Metadata } from './codec.js';
 import type { Cluster, Endpoint } from './cluster.js';
 import { recordContained, type Continuation } from './contain.js';
 import type { DownstreamConnection } from './downstream.js';
+import type { FilterContext, FilterPeer } from './filters/filter.js';
 import type { ListenerRuntime } from './listener.js';
 import type { Route } from './router.js';
 import type { Expirable } from './timer-wheel.js';
@@ -26,7 +27,7 @@ const MIRROR_EXPIRY_MS = 30_000;
  * answered by the upstream or locally, recorded. It is its own upstream callback and timer item, so no closure or
  * promise is made per request.
  */
-export class Exchange implements UpstreamRequest, Expirable {
+export class Exchange implements UpstreamRequest, Expirable, FilterContext {
   route: Route | undefined;
   clusterName: string | undefined;
   mutation: readonly KeyValue[] | undefined;
@@ -62,6 +63,15 @@ export class Exchange implements UpstreamRequest, Expirable {
     readonly listener: ListenerRuntime,
   ) {
     this.expectsResponse = frame.type !== 'oneway';
+  }
+
+  get metadata(): Metadata {
+    return this.frame.metadata;
+  }
+
+  /** The peer's SPIFFE identity (from its TLS client certificate), for filters. */
+  get peer(): FilterPeer | undefined {
+    return this.downstream.peer;
   }
 
   get finished(): boolean {

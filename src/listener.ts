@@ -3,7 +3,7 @@ import type { AccessLog } from './access-log.js';
 import type { CodecFactory } from './codec.js';
 import type { Cluster } from './cluster.js';
 import { recordContained, type Continuation } from './contain.js';
-import type { MetaFilter } from './filters/index.js';
+import type { FilterListener, MetaFilter } from './filters/filter.js';
 import { DEFAULT_LIMITS, type DownstreamLimits, type TracingMode } from './limits.js';
 import { log } from './log.js';
 import type { Metrics, RequestStats } from './metrics.js';
@@ -47,7 +47,7 @@ interface BufferedHandler {
  * A bound address and the protocol it speaks. Settings, route table and clusters are swapped on config changes and
  * read per request, so open connections follow a new config at once.
  */
-export class ListenerRuntime {
+export class ListenerRuntime implements FilterListener {
   private server: net.Server | undefined;
   private readonly connections = new Set<ConnectionHandler>();
   /** Accepted sockets still in their TLS handshake: they count against the connection cap. */
@@ -262,19 +262,17 @@ export class ListenerRuntime {
     return this.metrics.registry;
   }
 
-  /** Counters of rarer events (retries, faults, rate limits), resolved on use. */
+  /** Counters of rarer events (retries, faults), resolved on use. */
   retryCounter(route: string, cluster: string): { inc(): void } {
     return this.metrics.retries.labels(route, cluster);
   }
   faultCounter(route: string, type: 'delay' | 'abort'): { inc(): void } {
     return this.metrics.faults.labels(route, type);
   }
-  rateLimitedCounter(route: string): { inc(): void } {
-    return this.metrics.rateLimited.labels(this.name, route);
-  }
-  /** A request denied by an authorization policy (`waypost_authz_denied_total`). */
-  authzDeniedCounter(policy: string): { inc(): void } {
-    return this.metrics.authzDenied.labels(this.name, policy);
+
+  /** For filters (a rate limit service named by cluster): `host:port` of one endpoint the cluster's balancing picks. */
+  pickEndpoint(cluster: string): string | undefined {
+    return this.clusters.get(cluster)?.pick(undefined, undefined)?.key;
   }
 
   /** Metric children for one route × cluster, resolved once and reused. */

@@ -1,5 +1,5 @@
 import { DownstreamConnection } from './downstream.js';
-import { builtinFilters, type MetaFilter } from './filters/index.js';
+import type { MetaFilter } from './filters/filter.js';
 import type { NetworkFilterConfig, NetworkFilterContext, NetworkFilterFactory } from './network-filter.js';
 import { RouteTable } from './router.js';
 import { FILTER_META_PROTOCOL_PROXY, META_FILTER_ROUTER, type MetaProtocolProxyConfig } from './xds/resources.js';
@@ -19,9 +19,13 @@ export const metaProtocolProxy: NetworkFilterFactory = {
     }
     const filters: MetaFilter[] = [];
     for (const f of cfg.meta_protocol_filters ?? [{ name: META_FILTER_ROUTER }]) {
-      const factory = builtinFilters.get(f.name);
-      if (!factory) throw new Error(`listener ${listener}: unknown meta_protocol_filter "${f.name}"`);
-      filters.push(factory.create(f.config));
+      const factory = ctx.filters.get(f.name);
+      if (!factory) {
+        throw new Error(
+          `listener ${listener}: unknown meta_protocol_filter "${f.name}" (known: ${ctx.filters.names().join(', ')}; load others with --filter)`,
+        );
+      }
+      filters.push(factory.create(f.config, ctx.filterDeps));
     }
     if (filters.length === 0 || filters[filters.length - 1]!.name !== META_FILTER_ROUTER) {
       throw new Error(`listener ${listener}: the router must be the last meta_protocol_filter`);

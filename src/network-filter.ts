@@ -1,7 +1,8 @@
 import type net from 'node:net';
 import type { CodecFactory } from './codec.js';
 import type { CodecRegistry } from './codec-registry.js';
-import type { MetaFilter } from './filters/filter.js';
+import type { FilterDeps, MetaFilter } from './filters/filter.js';
+import type { FilterRegistry } from './filters/registry.js';
 import type { ListenerRuntime } from './listener.js';
 import type { RouteTable } from './router.js';
 
@@ -35,6 +36,10 @@ export interface NetworkFilterConfig {
 
 export interface NetworkFilterContext {
   readonly codecs: CodecRegistry;
+  /** MetaProtocol filters by config name (built-in and `--filter`). */
+  readonly filters: FilterRegistry;
+  /** Handed to every MetaProtocol filter factory. */
+  readonly filterDeps: FilterDeps;
 }
 
 export interface NetworkFilterFactory {

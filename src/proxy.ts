@@ -1,4 +1,5 @@
 import type { CodecRegistry } from './codec-registry.js';
+import { createFilterRegistry, filterDeps, type FilterDeps, type FilterRegistry } from './filters/index.js';
 import { Cluster, type OutlierSettings } from './cluster.js';
 import type { AccessLog } from './access-log.js';
 import { DEFAULT_LIMITS, defaultMemoryBudget, type DownstreamLimits, type TracingMode } from './limits.js';
@@ -14,6 +15,8 @@ import type { ClusterLoadAssignment, Listener, MetaRoute, ResourceSnapshot } fro
 
 export interface ProxyOptions {
   readonly codecs: CodecRegistry;
+  /** MetaProtocol filters by name; default the built-in ones. */
+  readonly filters?: FilterRegistry;
   /** Default 8 MiB. */
   readonly maxFrameSize?: number;
   /** Upstream connections per endpoint (each multiplexed or pipelined). Default 1. */
@@ -64,7 +67,12 @@ export class Proxy {
   /** The memory budget every listener's connections charge (src/overload.ts). */
   readonly overload: OverloadManager;
 
+  private readonly filters: FilterRegistry;
+  private readonly filterDeps: FilterDeps;
+
   constructor(private readonly options: ProxyOptions) {
+    this.filters = options.filters ?? createFilterRegistry();
+    this.filterDeps = filterDeps(this.metrics.registry);
     this.maxFrameSize = options.maxFrameSize ?? 8 * 1024 * 1024;
     const limits: DownstreamLimits = { ...DEFAULT_LIMITS, ...options.limits };
     this.overload = new OverloadManager({ budgetBytes: options.memoryBudget ?? defaultMemoryBudget(), sample: () => this.totalBufferedBytes() });
@@ -329,7 +337,11 @@ export class Proxy {
         `listener ${l.name}: no supported network filter (have ${filters.map((f) => f.name).join(', ') || 'none'}; supported: ${[...networkFilters.keys()].join(', ')})`,
       );
     }
-    const config = networkFilters.get(filter.name)!.prepare(l.name, filter.typed_config, { codecs: this.options.codecs });
+    const config = networkFilters.get(filter.name)!.prepare(l.name, filter.typed_config, {
+      codecs: this.options.codecs,
+      filters: this.filters,
+      filterDeps: this.filterDeps,
+    });
     return {
       key: `${sa.address}:${sa.port_value}`,
       settings: { ...config, name: l.name, host: sa.address, port: sa.port_value, networkFilter: filter.name, tls: listenerTlsOf(l) },

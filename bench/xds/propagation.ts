@@ -37,6 +37,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { cliPath, freePorts } from '../../examples/dubbo/harness.js';
 import { createRegistry } from '../../src/builtin-codecs.js';
+import { createFilterRegistry, filterDeps } from '../../src/filters/index.js';
 import { setLogLevel } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 import { networkFilters } from '../../src/network-filters.js';
@@ -237,6 +238,8 @@ class ProxyDouble {
   readonly metrics = new Metrics();
   private snapshot: ResourceSnapshot | undefined;
   private readonly codecs = createRegistry();
+  private readonly filters = createFilterRegistry();
+  private readonly filterDeps = filterDeps(new Metrics().registry);
   /** When each snapshot version was applied (ms since the epoch). */
   readonly appliedAt = new Map<string, number>();
   lastRouteVersion = '';
@@ -251,7 +254,7 @@ class ProxyDouble {
       const filters = l.filter_chains?.[0]?.filters ?? [];
       const f = filters.find((x) => networkFilters.has(x.name));
       if (!f) throw new Error(`listener ${l.name}: no supported network filter`);
-      networkFilters.get(f.name)!.prepare(l.name, f.typed_config, { codecs: this.codecs });
+      networkFilters.get(f.name)!.prepare(l.name, f.typed_config, { codecs: this.codecs, filters: this.filters, filterDeps: this.filterDeps });
     }
     this.snapshot = snapshot;
     const rds = /RDS:([^,]*)/.exec(snapshot.version)?.[1] ?? '';

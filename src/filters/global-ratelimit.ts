@@ -1,11 +1,12 @@
 import type * as Grpc from '@grpc/grpc-js';
-import type { Exchange } from '../exchange.js';
+import type { Counter } from 'prom-client';
 import { reenter } from '../contain.js';
 import { log } from '../log.js';
 import { MetadataMatch } from '../router.js';
 import { durationMs } from '../duration.js';
 import { META_FILTER_GLOBAL_RATELIMIT, type GlobalRateLimitConfig } from '../xds/resources.js';
-import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
+import type { FilterContext, FilterDeps, FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
+import { RATE_LIMITED } from './metrics.js';
 
 /**
  * Aeraki's global rate limit filter: asks a rate limit service speaking Envoy's
@@ -68,8 +69,10 @@ class GlobalRateLimitFilter implements MetaFilter {
   /** A cluster name (resolved per call to one of its endpoints) or a direct `host:port` target. */
   private readonly cluster: string | undefined;
   private readonly target: string | undefined;
+  private readonly limited: Counter<'listener' | 'route'>;
 
-  constructor(cfg: GlobalRateLimitConfig) {
+  constructor(cfg: GlobalRateLimitConfig, deps: FilterDeps) {
+    this.limited = deps.counter(RATE_LIMITED);
     const where = META_FILTER_GLOBAL_RATELIMIT;
     if (!cfg.domain) throw new Error(`${where}: domain is required`);
     this.domain = cfg.domain;
@@ -86,8 +89,8 @@ class GlobalRateLimitFilter implements MetaFilter {
     }
   }
 
-  onRequest(ex: Exchange): FilterStatus {
-    const md = ex.frame.metadata;
+  onRequest(ex: FilterContext): FilterStatus {
+    const md = ex.metadata;
     if (!this.match.matches(md)) return 'continue';
     const entries: Array<{ key: string; value: string }> = [];
     for (const d of this.descriptors) {
@@ -126,27 +129,26 @@ class GlobalRateLimitFilter implements MetaFilter {
     return 'stop';
   }
 
-  private address(ex: Exchange): string | undefined {
+  private address(ex: FilterContext): string | undefined {
     if (this.target) return this.target;
-    const endpoint = ex.listener.clusters.get(this.cluster!)?.pick(undefined, undefined);
-    return endpoint ? endpoint.key : undefined;
+    return ex.listener.pickEndpoint(this.cluster!);
   }
 
-  private onServiceFailure(ex: Exchange, why: string): FilterStatus {
+  private onServiceFailure(ex: FilterContext, why: string): FilterStatus {
     log.warnLimited(`ratelimit_failed:${ex.listener.name}`, 'global rate limit check failed', { listener: ex.listener.name, error: why, deny: this.denyOnFail });
     if (this.denyOnFail) this.deny(ex, `rate limited: ${why} (denyOnFail)`);
     else ex.next();
     return 'stop';
   }
 
-  private deny(ex: Exchange, message: string): void {
+  private deny(ex: FilterContext, message: string): void {
     const route = ex.matchRoute()?.name ?? 'none';
-    ex.listener.rateLimitedCounter(route).inc();
+    this.limited.labels(ex.listener.name, route).inc();
     ex.localReply('over_limit', `${message}, route ${route}`);
   }
 }
 
 export const globalRateLimitFilter: MetaFilterFactory = {
   name: META_FILTER_GLOBAL_RATELIMIT,
-  create: (config) => new GlobalRateLimitFilter((config ?? {}) as GlobalRateLimitConfig),
+  create: (config, deps) => new GlobalRateLimitFilter((config ?? {}) as GlobalRateLimitConfig, deps),
 };

@@ -1,12 +1,15 @@
 import { authzFilter } from './authz.js';
-import type { MetaFilterFactory } from './filter.js';
 import { globalRateLimitFilter } from './global-ratelimit.js';
 import { localRateLimitFilter } from './local-ratelimit.js';
+import { FilterRegistry } from './registry.js';
 import { routerFilter } from './router.js';
 
-/** MetaProtocol filters by config name. */
-export const builtinFilters: ReadonlyMap<string, MetaFilterFactory> = new Map(
-  [routerFilter, localRateLimitFilter, globalRateLimitFilter, authzFilter].map((f) => [f.name, f]),
-);
+/** The one place the built-in MetaProtocol filters join: a registry pre-filled with them. */
+export function createFilterRegistry(): FilterRegistry {
+  const registry = new FilterRegistry();
+  for (const f of [routerFilter, localRateLimitFilter, globalRateLimitFilter, authzFilter]) registry.register(f);
+  return registry;
+}
 
-export type { MetaFilter, MetaFilterFactory, FilterStatus } from './filter.js';
+export { FilterRegistry, filterDeps } from './registry.js';
+export type { FilterContext, FilterDeps, FilterListener, FilterPeer, FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';

@@ -1,8 +1,9 @@
-import type { Exchange } from '../exchange.js';
+import type { Counter } from 'prom-client';
 import { MetadataMatch } from '../router.js';
 import { durationMs } from '../duration.js';
 import { META_FILTER_LOCAL_RATELIMIT, type LocalRateLimitConfig, type TokenBucketJson } from '../xds/resources.js';
-import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
+import type { FilterContext, FilterDeps, FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
+import { RATE_LIMITED } from './metrics.js';
 
 /** A token bucket refilled lazily on use: no timer per bucket. */
 export class TokenBucket {
@@ -43,8 +44,10 @@ class LocalRateLimitFilter implements MetaFilter {
   readonly name = META_FILTER_LOCAL_RATELIMIT;
   private readonly conditions: Array<{ match: MetadataMatch; bucket: TokenBucket }>;
   private readonly fallback: TokenBucket | undefined;
+  private readonly limited: Counter<'listener' | 'route'>;
 
-  constructor(cfg: LocalRateLimitConfig) {
+  constructor(cfg: LocalRateLimitConfig, deps: FilterDeps) {
+    this.limited = deps.counter(RATE_LIMITED);
     const where = `${META_FILTER_LOCAL_RATELIMIT}`;
     this.conditions = (cfg.conditions ?? []).map((c, i) => ({
       match: new MetadataMatch(c.match?.metadata, `${where}.conditions[${i}].match.metadata`),
@@ -53,17 +56,17 @@ class LocalRateLimitFilter implements MetaFilter {
     this.fallback = cfg.token_bucket ? new TokenBucket(cfg.token_bucket, `${where}.token_bucket`) : undefined;
   }
 
-  onRequest(ex: Exchange): FilterStatus {
+  onRequest(ex: FilterContext): FilterStatus {
     let bucket = this.fallback;
     for (const c of this.conditions) {
-      if (c.match.matches(ex.frame.metadata)) {
+      if (c.match.matches(ex.metadata)) {
         bucket = c.bucket;
         break;
       }
     }
     if (!bucket || bucket.take()) return 'continue';
     const route = ex.matchRoute()?.name ?? 'none';
-    ex.listener.rateLimitedCounter(route).inc();
+    this.limited.labels(ex.listener.name, route).inc();
     ex.localReply('over_limit', `rate limited by the local rate limit of listener ${ex.listener.name} (route ${route})`);
     return 'stop';
   }
@@ -71,7 +74,7 @@ class LocalRateLimitFilter implements MetaFilter {
 
 export const localRateLimitFilter: MetaFilterFactory = {
   name: META_FILTER_LOCAL_RATELIMIT,
-  create: (config) => new LocalRateLimitFilter(unwrap(config)),
+  create: (config, deps) => new LocalRateLimitFilter(unwrap(config), deps),
 };
 
 /** Accepts the config as the resource JSON or as a TypedStruct-style `{type_url, value}` wrapper. */

@@ -1,14 +1,18 @@
+import { META_FILTER_ROUTER } from '../xds/resources.js';
 import { MirrorRequest, type Exchange } from '../exchange.js';
-import type { FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
+import type { FilterContext, FilterStatus, MetaFilter, MetaFilterFactory } from './filter.js';
 
 /**
  * The terminal filter: matches the route, applies its fault injection and mirrors, and starts the upstream part
  * (cluster, endpoint, retries and timeouts live in the exchange).
  */
 class RouterFilter implements MetaFilter {
-  readonly name = 'aeraki.meta_protocol.filters.router';
+  readonly name = META_FILTER_ROUTER;
 
-  onRequest(ex: Exchange): FilterStatus {
+  onRequest(ctx: FilterContext): FilterStatus {
+    // The terminal filter drives the upstream part of the proxy's own request object, which is what every chain
+    // is walked with; it is the one filter that needs more than the filter context.
+    const ex = ctx as Exchange;
     const listener = ex.listener;
     const route = ex.matchRoute();
     if (!route) {
@@ -48,6 +52,6 @@ function describeRequest(ex: Exchange): string {
 }
 
 export const routerFilter: MetaFilterFactory = {
-  name: 'aeraki.meta_protocol.filters.router',
+  name: META_FILTER_ROUTER,
   create: () => new RouterFilter(),
 };
