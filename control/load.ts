@@ -9,7 +9,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from './errors.js';
-import type { CrdDocument } from './types.js';
+import { stringAnnotations, type CrdDocument } from './types.js';
 
 const CONFIG_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 
@@ -93,6 +93,8 @@ export function parseDocuments(text: string, file: string): LoadResult {
       spec: obj.spec,
     };
     if (typeof metadata.namespace === 'string' && metadata.namespace !== '') loaded.namespace = metadata.namespace;
+    const annotations = stringAnnotations(metadata.annotations);
+    if (annotations) loaded.annotations = annotations;
     docs.push(loaded);
   });
   return { docs, errors, files: [file] };

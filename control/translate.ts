@@ -50,6 +50,8 @@ export function translate(docs: readonly CrdDocument[], options: TranslateOption
     if (limit) filters.push({ name: META_FILTER_LOCAL_RATELIMIT, config: localRateLimitConfig(svc.host, limit) });
     const globalLimit = model.metaRouters.get(svc.host)?.spec.globalRateLimit;
     if (globalLimit) filters.push({ name: META_FILTER_GLOBAL_RATELIMIT, config: globalRateLimitConfig(globalLimit) });
+    const router = model.metaRouters.get(svc.host);
+    if (router) filters.push(...annotatedFilters(router.doc));
     filters.push({ name: META_FILTER_ROUTER });
     for (const port of svc.metaPorts) {
       const codec = model.codecs.get(port.protocol);
@@ -85,6 +87,31 @@ export function translate(docs: readonly CrdDocument[], options: TranslateOption
 }
 
 type MetaFilter = NonNullable<MetaProtocolProxyConfig['meta_protocol_filters']>[number];
+
+/** A MetaRouter's annotation naming extra MetaProtocol filters (docs/filters.md), run after the rate limits. */
+export const ANNOTATION_META_FILTERS = 'waypost.io/meta-protocol-filters';
+
+/** The annotation's JSON list: filter names, or `{name, config}` objects. */
+function annotatedFilters(doc: CrdDocument): MetaFilter[] {
+  const text = doc.annotations?.[ANNOTATION_META_FILTERS];
+  if (text === undefined) return [];
+  const where = `MetaRouter ${doc.namespace ?? 'default'}/${doc.name}: annotation ${ANNOTATION_META_FILTERS}`;
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${where}: not JSON (${(err as Error).message})`);
+  }
+  if (!Array.isArray(list)) throw new Error(`${where}: must be a JSON list of filter names or {"name", "config"} objects`);
+  return list.map((f: unknown, i) => {
+    if (typeof f === 'string' && f !== '') return { name: f };
+    const o = f as { name?: unknown; config?: unknown } | null;
+    if (o && typeof o === 'object' && typeof o.name === 'string' && o.name !== '') {
+      return o.config === undefined ? { name: o.name } : { name: o.name, config: o.config };
+    }
+    throw new Error(`${where}[${i}]: a filter name or an object with a string "name"`);
+  });
+}
 
 /** `filters`: the meta_protocol filters, router last (a MetaRouter's local rate limit goes before it, as in Aeraki). */
 function buildListener(svc: Service, port: MetaPort, address: string, codec: string, filters: MetaFilter[]): Listener {

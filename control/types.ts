@@ -16,7 +16,23 @@ export interface CrdDocument {
   name: string;
   /** `metadata.namespace`, when given. */
   namespace?: string;
+  /** `metadata.annotations` with string values, when any (a MetaRouter's `waypost.io/meta-protocol-filters`). */
+  annotations?: Record<string, string>;
   spec: unknown;
+}
+
+/** Reads string-valued annotations; undefined when there are none. */
+export function stringAnnotations(value: unknown): Record<string, string> | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const out: Record<string, string> = {};
+  let any = false;
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === 'string') {
+      out[k] = v;
+      any = true;
+    }
+  }
+  return any ? out : undefined;
 }
 
 export const KIND_SERVICE_ENTRY = 'ServiceEntry';

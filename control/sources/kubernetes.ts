@@ -23,7 +23,7 @@
  * it refuses (401/403) counts as empty too and is retried with backoff. Any other failure keeps the last objects.
  */
 import { log } from '../../src/log.js';
-import { KIND_SERVICE_ENTRY, type CrdDocument } from '../types.js';
+import { KIND_SERVICE_ENTRY, stringAnnotations, type CrdDocument } from '../types.js';
 import { Informer, KubeClient, type InformerOptions, type KubeObject, type ResourceType } from './kube-client.js';
 import { resolveKubeConnection, type KubeConnection } from './kube-config.js';
 import type { DocumentSource } from './source.js';
@@ -281,6 +281,7 @@ function crdDocument(o: KubeObject, r: ResourceType): CrdDocument {
     kind: o.kind ?? r.kind,
     name,
     ...(ns !== undefined ? { namespace: ns } : {}),
+    ...(stringAnnotations(o.metadata?.annotations) ? { annotations: stringAnnotations(o.metadata?.annotations)! } : {}),
     spec: o.spec,
   };
 }
