@@ -91,26 +91,31 @@ type MetaFilter = NonNullable<MetaProtocolProxyConfig['meta_protocol_filters']>[
 /** A MetaRouter's annotation naming extra MetaProtocol filters (docs/filters.md), run after the rate limits. */
 export const ANNOTATION_META_FILTERS = 'waypost.io/meta-protocol-filters';
 
-/** The annotation's JSON list: filter names, or `{name, config}` objects. */
-function annotatedFilters(doc: CrdDocument): MetaFilter[] {
-  const text = doc.annotations?.[ANNOTATION_META_FILTERS];
-  if (text === undefined) return [];
-  const where = `MetaRouter ${doc.namespace ?? 'default'}/${doc.name}: annotation ${ANNOTATION_META_FILTERS}`;
+/**
+ * The annotation's JSON list: filter names, or `{name, config}` objects. Throws with what is wrong (validation reports
+ * it under the annotation's path, so translation only ever sees a good one).
+ */
+export function parseMetaFilterAnnotation(text: string): MetaFilter[] {
   let list: unknown;
   try {
     list = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${where}: not JSON (${(err as Error).message})`);
+    throw new Error(`not JSON (${(err as Error).message})`);
   }
-  if (!Array.isArray(list)) throw new Error(`${where}: must be a JSON list of filter names or {"name", "config"} objects`);
+  if (!Array.isArray(list)) throw new Error('must be a JSON list of filter names or {"name", "config"} objects');
   return list.map((f: unknown, i) => {
     if (typeof f === 'string' && f !== '') return { name: f };
     const o = f as { name?: unknown; config?: unknown } | null;
     if (o && typeof o === 'object' && typeof o.name === 'string' && o.name !== '') {
       return o.config === undefined ? { name: o.name } : { name: o.name, config: o.config };
     }
-    throw new Error(`${where}[${i}]: a filter name or an object with a string "name"`);
+    throw new Error(`item ${i}: a filter name or an object with a string "name"`);
   });
+}
+
+function annotatedFilters(doc: CrdDocument): MetaFilter[] {
+  const text = doc.annotations?.[ANNOTATION_META_FILTERS];
+  return text === undefined ? [] : parseMetaFilterAnnotation(text);
 }
 
 /** `filters`: the meta_protocol filters, router last (a MetaRouter's local rate limit goes before it, as in Aeraki). */

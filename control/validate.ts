@@ -13,6 +13,7 @@ import { checkApplicationProtocol, checkDestinationRule, checkMetaRouter, checkS
 import { checkRedisDestination, checkRedisReferences, checkRedisService } from './redis.js';
 import { checkGrpc } from './grpc.js';
 import { checkDubboAuthorizationPolicy, checkMetaAuthorizationPolicy, checkPeerAuthentication, checkSecurityReferences } from './security.js';
+import { ANNOTATION_META_FILTERS, parseMetaFilterAnnotation } from './translate.js';
 import {
   KIND_APPLICATION_PROTOCOL,
   KIND_DESTINATION_RULE,
@@ -70,9 +71,18 @@ export function checkDocuments(docs: readonly CrdDocument[], options: ValidateOp
         case KIND_DESTINATION_RULE:
           checkDestinationRule(c, doc.spec);
           break;
-        case KIND_META_ROUTER:
+        case KIND_META_ROUTER: {
           checkMetaRouter(c, doc.spec);
+          const filters = doc.annotations?.[ANNOTATION_META_FILTERS];
+          if (filters !== undefined) {
+            try {
+              parseMetaFilterAnnotation(filters);
+            } catch (err) {
+              c.error(`metadata.annotations.${ANNOTATION_META_FILTERS}`, (err as Error).message);
+            }
+          }
           break;
+        }
         case KIND_APPLICATION_PROTOCOL:
           checkApplicationProtocol(c, doc.spec);
           break;

@@ -72,6 +72,19 @@ const cases: Case[] = [
     ],
   },
   {
+    name: 'a MetaRouter annotation naming user filters must be a JSON list of names or {name, config} objects',
+    yaml: docs(
+      'apiVersion: metaprotocol.aeraki.io/v1alpha1\nkind: MetaRouter\nmetadata: {name: a, annotations: {waypost.io/meta-protocol-filters: "not json ["}}\nspec: {hosts: [a.b], routes: [{name: r, route: [{destination: {host: a.b}}]}]}',
+      'apiVersion: metaprotocol.aeraki.io/v1alpha1\nkind: MetaRouter\nmetadata: {name: b, annotations: {waypost.io/meta-protocol-filters: \'["ok", {"config": 1}]\'}}\nspec: {hosts: [b.c], routes: [{name: r, route: [{destination: {host: b.c}}]}]}',
+    ),
+    errors: [
+      `@:0: MetaRouter/a: metadata.annotations.waypost.io/meta-protocol-filters: not JSON (Unexpected token 'o', "not json [" is not valid JSON)`,
+      '@:0: MetaRouter/a: spec.routes[0].route[0].destination.host: host "a.b" is not defined by any ServiceEntry',
+      '@:1: MetaRouter/b: metadata.annotations.waypost.io/meta-protocol-filters: item 1: a filter name or an object with a string "name"',
+      '@:1: MetaRouter/b: spec.routes[0].route[0].destination.host: host "b.c" is not defined by any ServiceEntry',
+    ],
+  },
+  {
     name: 'a known kind with a name missing names the kind',
     yaml: docs('apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nspec: {hosts: [a.b], ports: [{number: 1, name: tcp}]}'),
     errors: ['@:0: ServiceEntry/?: metadata.name: required (a non-empty string)'],
