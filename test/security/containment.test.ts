@@ -254,15 +254,22 @@ function contained(where: string): Promise<number> {
   return metric('waypost_contained_errors_total', `where="${where}"`);
 }
 
+/** Runs `fn` on a connection of its own, closed after. */
+async function withConnection(fn: (conn: RawDubboConnection) => Promise<void>): Promise<void> {
+  const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
+  try {
+    await fn(conn);
+  } finally {
+    conn.destroy();
+  }
+}
+
 /** A well-formed call, on `conn` and on a fresh connection: both answered by the provider. */
 async function othersServed(conn: RawDubboConnection): Promise<void> {
   expect((await call(conn, undefined)).status).toBe(20);
-  const fresh = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-  try {
+  await withConnection(async (fresh) => {
     expect((await call(fresh, undefined)).status).toBe(20);
-  } finally {
-    fresh.destroy();
-  }
+  });
 }
 
 const BAD_REQUEST = 40;
@@ -284,32 +291,26 @@ describe('every continuation hands a throw to its own request', () => {
   ];
   for (const c of cases) {
     it(`${c.continuation}: native error ${c.status}, counted as ${c.where}, others served`, async () => {
-      const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-      try {
+      await withConnection(async (conn) => {
         const before = await contained(c.where);
         const r = await call(conn, c.route, { poison: c.poison });
         expect(r.status).toBe(c.status);
         expect(await contained(c.where)).toBe(before + 1);
         await othersServed(conn);
-      } finally {
-        conn.destroy();
-      }
+      });
       expect(escaped).toEqual([]);
     });
   }
 
   it('a mirror that cannot be encoded is dropped and counted; the primary call is answered', async () => {
-    const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-    try {
+    await withConnection(async (conn) => {
       const before = await contained('mirror');
       // The mirror encodes its copy first: encode #1 is the mirror's, #2 the primary's.
       const r = await call(conn, 'mirrored', { poison: 'encode@1' });
       expect(r.status).toBe(20);
       expect(await contained('mirror')).toBe(before + 1);
       await othersServed(conn);
-    } finally {
-      conn.destroy();
-    }
+    });
     expect(escaped).toEqual([]);
   });
 
@@ -320,39 +321,30 @@ describe('every continuation hands a throw to its own request', () => {
     await conn.closed();
     expect(await r).toBeInstanceOf(Error);
     expect(await contained('request')).toBe(before + 1);
-    const fresh = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-    try {
+    await withConnection(async (fresh) => {
       await othersServed(fresh);
-    } finally {
-      fresh.destroy();
-    }
+    });
     expect(escaped).toEqual([]);
   });
 
   it('leaves nothing pending upstream: a request that failed to encode is not waiting for an answer', async () => {
-    const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-    try {
+    await withConnection(async (conn) => {
       for (let i = 0; i < 50; i++) expect((await call(conn, undefined, { poison: 'encode@1' })).status).toBe(BAD_REQUEST);
       expect((await call(conn, undefined)).status).toBe(20);
       // An entry left behind by a failed encode would wait forever for an answer, holding its whole frame.
       const dump = proxy.clustersDump() as Array<{ endpoints: Array<{ awaiting_answers: number }> }>;
       expect(dump.flatMap((c) => c.endpoints.map((e) => e.awaiting_answers))).toEqual(dump.flatMap((c) => c.endpoints.map(() => 0)));
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('an upstream answer with an id nobody asked for is dropped and counted; the call times out natively', async () => {
-    const conn = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-    try {
+    await withConnection(async (conn) => {
       const text = (): Promise<number> => metric('waypost_upstream_stray_frames_total');
       const before = await text();
       expect((await call(conn, 'stray')).status).toBe(31);
       expect(await text()).toBe(before + 1);
       await othersServed(conn);
-    } finally {
-      conn.destroy();
-    }
+    });
   });
 
   it('a codec whose decode throws null closes only that connection, counted', async () => {
@@ -362,12 +354,9 @@ describe('every continuation hands a throw to its own request', () => {
     await conn.closed();
     expect(await answer).toBeInstanceOf(Error);
     expect(await metric('waypost_decode_errors_total', 'direction="downstream"')).toBe(before + 1);
-    const fresh = await RawDubboConnection.connect(`127.0.0.1:${listenPort}`);
-    try {
+    await withConnection(async (fresh) => {
       await othersServed(fresh);
-    } finally {
-      fresh.destroy();
-    }
+    });
     expect(escaped).toEqual([]);
   });
 
